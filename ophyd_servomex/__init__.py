@@ -1,0 +1,33 @@
+"""ophyd_servomex: Servomex SERVOPRO 4000-series gas analysers for Bluesky and ophyd-async.
+
+The names most users need are importable from here. Heavy layers (ophyd-async devices)
+are imported on first use, so ``import ophyd_servomex`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .codec import *  # noqa: F403
+from .codec import __all__ as _codec_all
+
+__version__ = "0.1.0"
+
+# name -> module that defines it, imported lazily on first attribute access
+_LAZY: dict[str, str] = {}
+
+__all__ = [*_codec_all, *_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ophyd_servomex' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
