@@ -1,0 +1,598 @@
+"""``open_device`` and ``Analyzer``: one analyser, any of its three modes, one API.
+
+::
+
+    async with open_device("/dev/ttyUSB0", address=30) as analyser:
+        frame = await analyser.poll()
+        print(frame.channel("I1").value, analyser.protocol)
+
+``Analyzer`` is an async context manager. Entering it opens the port (unless a
+:class:`Transport` or a shared :class:`ModbusLine` was given), starts the port's I/O owner,
+runs AUTO detection when asked, starts the continuous receive loop or the Modbus line, and
+(by default) identifies the channels. Enter and leave it in the same task: its task
+groups live there (ophyd-async devices do this from a dedicated owner task).
+
+**Gates.** Methods that act on the process or need a capability check, in this order and
+before any byte is sent: *safety* (``confirm=True`` for calibration, else
+:class:`ServomexConfirmationRequiredError`) → *capability* (continuous mode cannot calibrate
+or loop back: :class:`ServomexCapabilityError`) → *validation* (group 1–4, a known channel,
+two loopback bytes: :class:`ServomexValidationError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Self
+
+import anyio.abc
+
+from ..codec.errors import (
+    ErrorContext,
+    ServomexCapabilityError,
+    ServomexConfirmationRequiredError,
+    ServomexConnectionError,
+    ServomexError,
+    ServomexValidationError,
+)
+from ..codec.models import (
+    AnalyserStatus,
+    Availability,
+    CalGroupState,
+    Capability,
+    ChannelId,
+    ChannelInfo,
+    ChannelStatus,
+    DeviceInfo,
+    Frame,
+    ProtocolKind,
+    Reading,
+    Sample,
+    SerialSettings,
+    capabilities,
+)
+from ..transport import Transport, open_transport
+from .auto import (
+    DEFAULT_LISTEN_FLOOR,
+    DEFAULT_PROBE_TIMEOUT,
+    DetectionResult,
+    detect_protocol,
+)
+from .continuous import ContinuousClient
+from .hub import FrameHub, Subscription
+from .modbus import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES, ModbusClient, ModbusLine
+from .owner import PortOwner
+from .session import StreamingSession
+
+__all__ = ["Analyzer", "open_device"]
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
+        raise ServomexValidationError(f"{name} must be a positive number, not {value!r}")
+
+
+class Analyzer:
+    """One connected Servomex analyser; create it with :func:`open_device`.
+
+    Attributes that need no I/O: :attr:`protocol` (the mode in use, resolved by AUTO),
+    :attr:`address`, :attr:`port`, :attr:`name`, :attr:`info` (cached by
+    :meth:`identify`), :attr:`capabilities`, :attr:`dropped_frames`, :meth:`snapshot`.
+    """
+
+    def __init__(
+        self,
+        port: str | Transport | ModbusLine,
+        *,
+        protocol: ProtocolKind | str = ProtocolKind.AUTO,
+        address: int = 1,
+        serial_settings: SerialSettings | None = None,
+        timeout: float = 1.0,
+        identify: bool = True,
+        expected_period: float = 2.0,
+        name: str | None = None,
+        inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
+        retries: int = DEFAULT_RETRIES,
+    ) -> None:
+        try:
+            requested = ProtocolKind(protocol)
+        except ValueError:
+            raise ServomexValidationError(
+                f"unknown protocol {protocol!r}; expected one of "
+                f"{', '.join(p.value for p in ProtocolKind)}"
+            ) from None
+        if isinstance(address, bool) or not isinstance(address, int) or not 1 <= address <= 247:
+            raise ServomexValidationError(f"Modbus slave address must be 1–247, not {address!r}")
+        _check_positive("timeout", timeout)
+        _check_positive("expected_period", expected_period)
+        if inter_frame_idle < 0 or retries < 0:
+            raise ServomexValidationError("inter_frame_idle and retries must not be negative")
+        if isinstance(port, ModbusLine):
+            if requested is ProtocolKind.AUTO:
+                requested = port.protocol
+            if requested is not port.protocol:
+                raise ServomexValidationError(
+                    f"a shared {port.protocol.value} line cannot be used as {requested.value}"
+                )
+            port_name = port.port
+        elif isinstance(port, str):
+            port_name = port
+        else:
+            port_name = str(getattr(port, "port", "") or "")
+        self._source = port
+        self._requested = requested
+        self._address = address
+        self._serial_settings = serial_settings
+        self.timeout = timeout
+        self.expected_period = expected_period
+        self._identify_on_open = identify
+        self.inter_frame_idle = inter_frame_idle
+        self.retries = retries
+        self._port = port_name
+        self._name = name or port_name or "servomex"
+        self._protocol: ProtocolKind = requested
+        self._stack: AsyncExitStack | None = None
+        self._hub = FrameHub()
+        self._transport: anyio.abc.ByteStream | None = None
+        self._continuous: ContinuousClient | None = None
+        self._modbus: ModbusClient | None = None
+        self._info: DeviceInfo | None = None
+        self._detection: DetectionResult | None = None
+        self._failed_polls = 0
+        self._open = False
+
+    # --- identity and state ---------------------------------------------------------------
+
+    @property
+    def protocol(self) -> ProtocolKind:
+        """The mode in use (``AUTO`` only before opening)."""
+        return self._protocol
+
+    @property
+    def address(self) -> int | None:
+        """The Modbus slave address (``None`` in continuous mode, which has none)."""
+        return None if self._protocol is ProtocolKind.CONTINUOUS_ASCII else self._address
+
+    @property
+    def port(self) -> str:
+        """The port string."""
+        return self._port
+
+    @property
+    def name(self) -> str:
+        """The name samples carry (``name=`` or the port)."""
+        return self._name
+
+    @property
+    def info(self) -> DeviceInfo | None:
+        """What :meth:`identify` learnt, or ``None`` before it ran."""
+        return self._info
+
+    @property
+    def detection(self) -> DetectionResult | None:
+        """What AUTO detection tried and found (``None`` when a protocol was given)."""
+        return self._detection
+
+    @property
+    def capabilities(self) -> dict[Capability, Availability]:
+        """What this analyser can do in its current mode."""
+        return capabilities(self._protocol)
+
+    @property
+    def dropped_frames(self) -> int:
+        """Continuous: bad lines skipped. Modbus: polls that failed after their retries."""
+        if self._continuous is not None:
+            return self._continuous.dropped_frames
+        return self._failed_polls
+
+    @property
+    def is_open(self) -> bool:
+        """True between entering and leaving the context."""
+        return self._open
+
+    @property
+    def modbus(self) -> ModbusClient | None:
+        """The Modbus client (Modbus modes only; for diagnostics and the manager)."""
+        return self._modbus
+
+    def snapshot(self) -> Frame | None:
+        """The latest frame received or polled, without any I/O."""
+        return self._hub.latest
+
+    def __repr__(self) -> str:
+        return (
+            f"Analyzer(port={self._port!r}, protocol={self._protocol.value!r}, "
+            f"address={self.address!r}, open={self._open})"
+        )
+
+    # --- lifetime -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise ServomexConnectionError(
+                "this Analyzer was already opened; call open_device() again",
+                context=self._context(),
+            )
+        stack = AsyncExitStack()
+        self._stack = stack
+        try:
+            await self._open_with(stack)
+        except BaseException:
+            self._open = False
+            self._hub.close()
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
+            raise
+        return self
+
+    async def _open_with(self, stack: AsyncExitStack) -> None:
+        source = self._source
+        if isinstance(source, ModbusLine):
+            self._transport = source.transport
+            self._modbus = ModbusClient(source, self._address)
+        else:
+            if isinstance(source, str):
+                transport: anyio.abc.ByteStream = await open_transport(
+                    source, self._serial_settings
+                )
+                stack.push_async_callback(transport.aclose)
+            else:
+                transport = source
+            self._transport = transport
+            owner = await stack.enter_async_context(
+                PortOwner(port=self._port, protocol=self._requested.value)
+            )
+            protocol = self._requested
+            if protocol is ProtocolKind.AUTO:
+                self._detection = await detect_protocol(
+                    transport,
+                    owner,
+                    address=self._address,
+                    expected_period=self.expected_period,
+                    listen_floor=max(self.timeout, DEFAULT_LISTEN_FLOOR),
+                    probe_timeout=min(self.timeout, DEFAULT_PROBE_TIMEOUT),
+                    inter_frame_idle=self.inter_frame_idle,
+                    port=self._port,
+                )
+                protocol = self._detection.protocol
+            self._protocol = protocol
+            if protocol is ProtocolKind.CONTINUOUS_ASCII:
+                detection = self._detection
+                self._continuous = await stack.enter_async_context(
+                    ContinuousClient(
+                        transport,
+                        self._hub,
+                        port=self._port,
+                        timeout=self.timeout + self.expected_period,
+                        decoder=detection.decoder if detection else None,
+                        initial=detection.frames if detection else (),
+                    )
+                )
+            else:
+                line = await stack.enter_async_context(
+                    ModbusLine(
+                        transport,
+                        protocol=protocol,
+                        timeout=self.timeout,
+                        retries=self.retries,
+                        inter_frame_idle=self.inter_frame_idle,
+                        owner=owner,
+                        port=self._port,
+                    )
+                )
+                self._modbus = ModbusClient(line, self._address)
+        if self._modbus is not None:
+            self._protocol = self._modbus.protocol
+        self._open = True
+        if self._identify_on_open:
+            await self.identify()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the receive loop or Modbus line, close the port if this Analyzer opened it.
+
+        Call it from the task that entered the Analyzer.
+        """
+        self._open = False
+        self._hub.close()
+        if self._stack is not None:
+            with anyio.CancelScope(shield=True):
+                await self._stack.aclose()
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _context(self, **fields: object) -> ErrorContext:
+        return ErrorContext(
+            port=self._port or None,
+            protocol=self._protocol.value,
+            address=self.address,
+        ).merged(**fields)
+
+    def _require_open(self) -> None:
+        lost = self._continuous.lost if self._continuous is not None else None
+        if lost is not None:
+            raise lost
+        if not self._open:
+            raise ServomexConnectionError(
+                "the analyser is not open (use 'async with open_device(...)')",
+                context=self._context(),
+            )
+
+    def _require_modbus(self, what: str) -> ModbusClient:
+        if self._modbus is None:
+            raise ServomexCapabilityError(
+                f"{what} needs a Modbus mode; the analyser is in {self._protocol.value} mode, "
+                "which only broadcasts (change the mode on the front panel)",
+                context=self._context(),
+            )
+        return self._modbus
+
+    def _channel(self, channel: str | ChannelId) -> ChannelId:
+        try:
+            cid = ChannelId.parse(channel)
+        except ServomexValidationError as exc:
+            raise exc.with_context(
+                port=self._port or None, protocol=self._protocol.value, address=self.address
+            ) from None
+        info = self._info
+        if (
+            self._protocol is ProtocolKind.CONTINUOUS_ASCII
+            and info is not None
+            and cid not in {c.channel for c in info.channels}
+        ):
+            raise ServomexValidationError(
+                f"channel {cid.value} is not among this analyser's channels "
+                f"({', '.join(c.channel.value for c in info.channels)})",
+                context=self._context(channel=cid.value),
+            )
+        return cid
+
+    def _group(self, group: int) -> int:
+        if isinstance(group, bool) or not isinstance(group, int) or not 1 <= group <= 4:
+            raise ServomexValidationError(
+                f"calibration group must be 1–4, not {group!r}", context=self._context()
+            )
+        return group
+
+    def _link_lost(self, error: ServomexConnectionError) -> None:
+        self._hub.close(error)
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def poll(self, *, wait_fresh: bool = True, max_wait: float | None = None) -> Frame:
+        """One coherent frame of every channel.
+
+        Modbus: one sweep (three reads, or the remembered gap-free plan). Continuous: the
+        next broadcast frame (``wait_fresh``), or the latest one if there is any; waits at
+        most ``max_wait`` s (default: the open timeout plus ``expected_period``). Every frame
+        also goes to subscribers and becomes :meth:`snapshot`.
+        """
+        self._require_open()
+        if self._continuous is not None:
+            return await self._continuous.poll(wait_fresh=wait_fresh, max_wait=max_wait)
+        modbus = self._require_modbus("poll")
+        try:
+            frame = await modbus.sweep()
+        except ServomexConnectionError as exc:
+            self._failed_polls += 1
+            self._link_lost(exc)
+            raise
+        except ServomexError as exc:
+            self._failed_polls += 1
+            self._hub.publish(exc)
+            raise
+        self._hub.publish(frame)
+        return frame
+
+    async def poll_samples(self, *, wait_fresh: bool = True) -> list[Sample]:
+        """One poll as a list of one :class:`Sample`; a failed poll is an error sample.
+
+        A lost link (:class:`ServomexConnectionError`) is raised, not sampled.
+        """
+        try:
+            frame = await self.poll(wait_fresh=wait_fresh)
+        except ServomexConnectionError:
+            raise
+        except ServomexError as exc:
+            return [Sample(name=self._name, timestamp=time.time(), error=exc)]
+        return [Sample(name=self._name, timestamp=frame.timestamp, frame=frame)]
+
+    async def read_all(self) -> dict[ChannelId, Reading]:
+        """Every channel of one fresh frame, by channel id."""
+        frame = await self.poll()
+        return {r.channel: r for r in frame.readings}
+
+    async def read_channel(self, channel: str | ChannelId) -> Reading:
+        """One channel's reading (Modbus: its own two reads; continuous: the next frame)."""
+        self._require_open()
+        cid = self._channel(channel)
+        if self._modbus is not None:
+            return await self._modbus_call(self._modbus.read_channel(cid))
+        frame = await self.poll()
+        return frame.channel(cid)
+
+    async def status(self, channel: str | ChannelId) -> ChannelStatus:
+        """One channel's status flags (Modbus: its eight discretes; continuous: next frame)."""
+        self._require_open()
+        cid = self._channel(channel)
+        if self._modbus is not None:
+            return await self._modbus_call(self._modbus.channel_status(cid))
+        frame = await self.poll()
+        return frame.channel(cid).status
+
+    async def analyser_status(self) -> AnalyserStatus:
+        """Analyser fault, maintenance and autocal groups."""
+        self._require_open()
+        if self._modbus is not None:
+            return await self._modbus_call(self._modbus.analyser_status())
+        frame = await self.poll()
+        return frame.analyser
+
+    async def calibration_status(self, group: int) -> CalGroupState:
+        """The state of autocal group 1–4."""
+        self._require_open()
+        g = self._group(group)
+        if self._modbus is not None:
+            return await self._modbus_call(self._modbus.calibration_status(g))
+        frame = await self.poll()
+        return frame.analyser.group(g)
+
+    async def identify(self) -> DeviceInfo:
+        """The channels' names and units (cached in :attr:`info`).
+
+        Modbus: one FC04 read of the register map. Continuous: the latest (or next) frame.
+        """
+        self._require_open()
+        if self._modbus is not None:
+            info = await self._modbus_call(self._modbus.identify())
+        else:
+            assert self._continuous is not None
+            frame = await self._continuous.poll(wait_fresh=False)
+            info = DeviceInfo(
+                port=self._port,
+                protocol=self._protocol,
+                address=None,
+                channels=tuple(
+                    ChannelInfo(r.channel, r.name, r.unit, r.unit_text) for r in frame.readings
+                ),
+            )
+        self._info = info
+        return info
+
+    async def _modbus_call[T](self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except ServomexConnectionError as exc:
+            self._link_lost(exc)
+            raise
+
+    # --- subscribing and streaming --------------------------------------------------------
+
+    def subscribe(self, *, buffer_size: int | None = None) -> Subscription:
+        """Every frame from now on: each broadcast (continuous) or each poll's (Modbus).
+
+        A subscriber that falls ``buffer_size`` frames behind loses the oldest ones (see
+        :mod:`ophyd_servomex.driver.hub`). When the link is lost, iteration raises the
+        :class:`ServomexConnectionError` after the frames already received.
+        """
+        return self._hub.subscribe(buffer_size=buffer_size)
+
+    def stream(
+        self,
+        rate_hz: float | None = None,
+        *,
+        count: int | None = None,
+        duration: float | None = None,
+        buffer_size: int | None = None,
+    ) -> StreamingSession:
+        """Samples as they come: passive in continuous mode, timed polls in Modbus mode."""
+        self._require_open()
+        return StreamingSession(
+            self, rate_hz=rate_hz, count=count, duration=duration, buffer_size=buffer_size
+        )
+
+    # --- calibration and diagnostics (gated) ----------------------------------------------
+
+    async def start_calibration(self, group: int, *, confirm: bool = False) -> None:
+        """Start autocal group 1–4: pulse its coil (FC05 on, FC01 read back, FC05 off).
+
+        Process-affecting: the analyser injects calibration gas. Needs ``confirm=True``.
+        """
+        if confirm is not True:
+            raise ServomexConfirmationRequiredError(
+                f"starting calibration group {group!r} injects calibration gas; "
+                "pass confirm=True to do it",
+                context=self._context(),
+            )
+        modbus = self._require_modbus("starting a calibration")
+        g = self._group(group)
+        self._require_open()
+        await self._modbus_call(modbus.start_calibration(g))
+
+    async def stop_calibration(self, *, confirm: bool = False) -> None:
+        """Stop all autocalibration: pulse the stop coil. Needs ``confirm=True``."""
+        if confirm is not True:
+            raise ServomexConfirmationRequiredError(
+                "stopping calibration changes the analyser's gas flow; pass confirm=True",
+                context=self._context(),
+            )
+        modbus = self._require_modbus("stopping a calibration")
+        self._require_open()
+        await self._modbus_call(modbus.stop_calibration())
+
+    async def loopback(self, data: bytes = b"\x00\x00") -> bytes:
+        """FC08 sub-function 0: the analyser echoes two bytes (Modbus only)."""
+        modbus = self._require_modbus("the FC08 loopback")
+        if not isinstance(data, (bytes, bytearray)) or len(data) != 2:
+            raise ServomexValidationError(
+                f"loopback data must be exactly 2 bytes, not {data!r}",
+                context=self._context(function=8),
+            )
+        self._require_open()
+        return await self._modbus_call(modbus.loopback(bytes(data)))
+
+
+def open_device(
+    port: str | Transport | ModbusLine,
+    *,
+    protocol: ProtocolKind | str = ProtocolKind.AUTO,
+    address: int = 1,
+    serial_settings: SerialSettings | None = None,
+    timeout: float = 1.0,
+    identify: bool = True,
+    expected_period: float = 2.0,
+    name: str | None = None,
+    inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
+    retries: int = DEFAULT_RETRIES,
+) -> Analyzer:
+    """An :class:`Analyzer` for ``port``; use it as ``async with open_device(...) as a:``.
+
+    Args:
+        port: a serial device path, ``socket://host:port``, ``rfc2217://host:port`` (opened
+            and closed by the Analyzer), an open :class:`Transport` (used, not closed), or a
+            shared :class:`ModbusLine` (multidrop: several analysers, one line).
+        protocol: ``AUTO`` (detect, PROTOCOL.md §10), ``CONTINUOUS_ASCII``, ``MODBUS_RTU`` or
+            ``MODBUS_ASCII``.
+        address: Modbus slave address 1–247 (the bench 4100D uses 30); AUTO probes it.
+        serial_settings: for a device path; default 19200 8-N-1.
+        timeout: seconds per Modbus attempt; AUTO's probes wait ``min(timeout, 0.5)`` s each.
+        identify: read names and units on opening (fills :attr:`Analyzer.info`).
+        expected_period: the continuous frame period the operator set; AUTO listens
+            ``max(2 × expected_period, timeout, 2 s)`` and a continuous poll waits
+            ``timeout + expected_period``.
+        name: the name samples carry (default: the port).
+        inter_frame_idle: Modbus line silence before each request. Keep 0.05 s for a real
+            analyser (it drops requests that come sooner); tests against a zero-latency
+            simulator may lower it.
+        retries: extra attempts for Modbus reads (never for coil writes).
+
+    Raises (when entered):
+        ServomexConnectionError: the port is missing or busy.
+        ProtocolDetectionError: AUTO recognised nothing (a ``ServomexTimeoutError``).
+        ServomexTimeoutError: ``identify`` got no answer.
+    """
+    return Analyzer(
+        port,
+        protocol=protocol,
+        address=address,
+        serial_settings=serial_settings,
+        timeout=timeout,
+        identify=identify,
+        expected_period=expected_period,
+        name=name,
+        inter_frame_idle=inter_frame_idle,
+        retries=retries,
+    )

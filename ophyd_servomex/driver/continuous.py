@@ -1,0 +1,194 @@
+"""The continuous-mode client: a receive loop, a latest-frame cache and fan-out.
+
+In continuous mode the analyser talks and never listens, so the receive loop is the one
+and only reader of the port (nothing is ever written). Every chunk goes through the
+codec's :class:`ContinuousDecoder`; each good frame becomes the hub's latest frame and
+reaches every subscriber, each bad line is counted in :attr:`dropped_frames` and published
+as an error (so sample streams can show it), and decoding resumes at the next line.
+
+When the link is lost the hub is closed with the :class:`ServomexConnectionError`:
+subscribers receive every frame already decoded, then the error; :meth:`poll` raises it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Self
+
+import anyio
+import anyio.abc
+from anyio.abc import TaskGroup, TaskStatus
+
+from ..codec.continuous import ContinuousDecoder
+from ..codec.errors import (
+    ErrorContext,
+    ServomexConnectionError,
+    ServomexError,
+    ServomexTimeoutError,
+)
+from ..codec.models import Frame, ProtocolKind
+from .hub import FrameHub
+
+__all__ = ["ContinuousClient"]
+
+_LOGGER = logging.getLogger(__name__)
+
+_PROTOCOL = ProtocolKind.CONTINUOUS_ASCII.value
+
+
+class ContinuousClient:
+    """Receives broadcast frames from one analyser and publishes them to a :class:`FrameHub`.
+
+    Use as an async context manager, entered and left in the same task: entering starts
+    the receive loop in the client's own task group. ``decoder`` and ``initial`` let AUTO
+    detection hand over the decoder it listened with (with any partial line still
+    buffered) and the frames it already decoded, so nothing received is lost.
+    """
+
+    def __init__(
+        self,
+        transport: anyio.abc.ByteStream,
+        hub: FrameHub,
+        *,
+        port: str | None = None,
+        timeout: float = 3.0,
+        decoder: ContinuousDecoder | None = None,
+        initial: Iterable[Frame] = (),
+    ) -> None:
+        self._transport = transport
+        self._hub = hub
+        self.port = port if port is not None else str(getattr(transport, "port", "") or "")
+        self.timeout = timeout
+        self._decoder = decoder if decoder is not None else ContinuousDecoder()
+        self._error_base = self._decoder.errors
+        self._initial = tuple(initial)
+        self._task_group: TaskGroup | None = None
+        self._closing = False
+        self._lost: ServomexConnectionError | None = None
+        self.bytes_received = 0
+        """Bytes read from the port by the receive loop."""
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def hub(self) -> FrameHub:
+        """Where frames go."""
+        return self._hub
+
+    @property
+    def dropped_frames(self) -> int:
+        """Bad lines (checksum, length, field errors) skipped since the client started."""
+        return self._decoder.errors - self._error_base
+
+    @property
+    def frames_received(self) -> int:
+        """Good frames decoded by the decoder (including any AUTO handed over)."""
+        return self._decoder.frames
+
+    @property
+    def lost(self) -> ServomexConnectionError | None:
+        """The error that ended the link, if it ended."""
+        return self._lost
+
+    def snapshot(self) -> Frame | None:
+        """The latest frame, without waiting."""
+        return self._hub.latest
+
+    # --- lifetime -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        for frame in self._initial:
+            self._hub.publish(frame)
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        try:
+            await self._task_group.start(self._receive_loop)
+        except BaseException as exc:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        self._closing = True
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+        return await self._task_group.__aexit__(exc_type, exc, tb)
+
+    async def _receive_loop(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        try:
+            while True:
+                chunk = await self._transport.receive()
+                self.bytes_received += len(chunk)
+                for item in self._decoder.feed(chunk):
+                    if isinstance(item, ServomexError):
+                        item.with_context(port=self.port or None, protocol=_PROTOCOL)
+                    self._hub.publish(item)
+        except ServomexConnectionError as exc:
+            self._link_lost(exc)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            self._link_lost(self._wrap(exc))
+        except OSError as exc:
+            self._link_lost(self._wrap(exc))
+
+    def _wrap(self, exc: BaseException) -> ServomexConnectionError:
+        error = ServomexConnectionError(
+            f"link lost on {self.port or 'the port'}: {exc or type(exc).__name__}",
+            context=ErrorContext(port=self.port or None, protocol=_PROTOCOL),
+        )
+        error.__cause__ = exc
+        return error
+
+    def _link_lost(self, error: ServomexConnectionError) -> None:
+        if self._closing:
+            return
+        error.with_context(port=self.port or None, protocol=_PROTOCOL)
+        _LOGGER.warning("%s: continuous link lost: %s", self.port, error)
+        self._lost = error
+        self._hub.close(error)
+
+    # --- reading --------------------------------------------------------------------------
+
+    async def poll(self, *, wait_fresh: bool = True, max_wait: float | None = None) -> Frame:
+        """The next broadcast frame (``wait_fresh``) or the latest one if there is any.
+
+        Raises:
+            ServomexTimeoutError: no frame within ``max_wait`` s (default: :attr:`timeout`).
+            ServomexConnectionError: the link is lost.
+        """
+        hub = self._hub
+        if self._lost is not None:
+            raise self._lost
+        if not wait_fresh and hub.latest is not None:
+            return hub.latest
+        limit = self.timeout if max_wait is None else max_wait
+        version = hub.version
+        with anyio.move_on_after(limit):
+            while hub.version == version:
+                if self._lost is not None:
+                    raise self._lost
+                if hub.closed:
+                    raise ServomexConnectionError(
+                        "the continuous client is closed",
+                        context=ErrorContext(port=self.port or None, protocol=_PROTOCOL),
+                    )
+                await hub.wait_change()
+            latest = hub.latest
+            assert latest is not None
+            return latest
+        raise ServomexTimeoutError(
+            f"no continuous frame within {limit:g} s on {self.port or 'the port'}: the "
+            "analyser may be in a Modbus mode (it then sends nothing unless asked), its frame "
+            "frequency may be 0 (output off) or its frame period longer than the timeout",
+            context=ErrorContext(port=self.port or None, protocol=_PROTOCOL),
+        )

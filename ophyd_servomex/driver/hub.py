@@ -1,0 +1,226 @@
+"""The frame hub: latest-frame cache and fan-out of frames to any number of subscribers.
+
+Both clients publish here — the continuous client every broadcast frame (and every bad
+line, as an error), the Modbus path every polled frame — and the ``Analyzer`` hands out
+:class:`Subscription` s on it.
+
+**Overflow rule.** Publishing never blocks. Each subscriber has a bounded buffer
+(``buffer_size`` items); when a subscriber has fallen that far behind, the *oldest* item
+in its buffer is dropped to make room for the newest, and its :attr:`Subscription.dropped`
+counter goes up. A monitor therefore always catches up to the newest frame, and one slow
+subscriber never delays the receive loop or any other subscriber.
+
+**End of the link.** When the hub closes with an error (the link was lost), every
+subscriber first receives everything already in its buffer, then the error is raised from
+its iterator; nothing already received is lost.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ..codec.errors import ServomexError
+from ..codec.models import Frame
+
+__all__ = ["DEFAULT_SUBSCRIBER_BUFFER", "FrameHub", "HubItem", "Subscription"]
+
+type HubItem = Frame | ServomexError
+"""What a hub carries: a frame, or the error that replaced one (a bad line, a failed poll)."""
+
+DEFAULT_SUBSCRIBER_BUFFER = 256
+"""Items a subscriber may fall behind before its oldest ones are dropped."""
+
+
+class Subscription:
+    """One subscriber's view of a :class:`FrameHub`.
+
+    Iterate it (``async for frame in sub``) to get every frame published after it was
+    created; errors published in between (bad lines, failed polls) are skipped by the
+    iterator but returned by :meth:`next_item`. When the hub closes with an error, the
+    buffered frames come first, then the error is raised. Use it as an async context
+    manager, or call :meth:`close`, to unsubscribe.
+    """
+
+    def __init__(self, hub: FrameHub, buffer_size: int) -> None:
+        if buffer_size < 1:
+            raise ValueError("a subscription needs a buffer of at least one item")
+        send, receive = anyio.create_memory_object_stream[HubItem](buffer_size)
+        self._hub = hub
+        self._send: MemoryObjectSendStream[HubItem] = send
+        self._receive: MemoryObjectReceiveStream[HubItem] = receive
+        # The hub's own handle on the buffer, used only to drop the oldest item.
+        self._evict: MemoryObjectReceiveStream[HubItem] = receive.clone()
+        self._terminal: ServomexError | None = None
+        self._closed = False
+        self.dropped = 0
+        """Items this subscriber lost because it fell more than ``buffer_size`` behind."""
+        self.delivered = 0
+        """Items handed to this subscriber's buffer."""
+
+    # --- the hub's side -------------------------------------------------------------------
+
+    def _offer(self, item: HubItem) -> None:
+        try:
+            self._send.send_nowait(item)
+        except anyio.WouldBlock:
+            try:
+                self._evict.receive_nowait()
+                self.dropped += 1
+            except anyio.WouldBlock:  # the consumer emptied it meanwhile
+                pass
+            self._send.send_nowait(item)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return
+        self.delivered += 1
+
+    def _finish(self, error: ServomexError | None) -> None:
+        self._terminal = error
+        self._send.close()
+        self._evict.close()
+
+    # --- the subscriber's side ------------------------------------------------------------
+
+    async def next_item(self) -> HubItem:
+        """The next frame or error; raises the hub's terminal error, or
+        ``anyio.EndOfStream`` when the hub closed cleanly or this subscription was closed."""
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self._terminal is not None:
+                raise self._terminal from None
+            raise anyio.EndOfStream from None
+
+    async def next_frame(self) -> Frame:
+        """The next frame, skipping errors."""
+        while True:
+            item = await self.next_item()
+            if isinstance(item, Frame):
+                return item
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Frame:
+        try:
+            return await self.next_frame()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        """Unsubscribe; further iteration ends."""
+        if self._closed:
+            return
+        self._closed = True
+        self._hub._discard(self)
+        self._send.close()
+        self._evict.close()
+        self._receive.close()
+
+    async def aclose(self) -> None:
+        """Unsubscribe (async spelling of :meth:`close`)."""
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class FrameHub:
+    """Latest-frame cache plus fan-out; publishing is synchronous and never blocks."""
+
+    def __init__(self, *, buffer_size: int = DEFAULT_SUBSCRIBER_BUFFER) -> None:
+        self._buffer_size = buffer_size
+        self._subscribers: list[Subscription] = []
+        self._latest: Frame | None = None
+        self._version = 0
+        self._changed: anyio.Event | None = None
+        self._terminal: ServomexError | None = None
+        self._closed = False
+        self.errors = 0
+        """Errors published (bad lines, failed polls)."""
+
+    @property
+    def latest(self) -> Frame | None:
+        """The newest frame published, or ``None``."""
+        return self._latest
+
+    @property
+    def version(self) -> int:
+        """How many frames have been published; grows by one per frame."""
+        return self._version
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
+
+    @property
+    def terminal_error(self) -> ServomexError | None:
+        """The error the hub closed with, if any."""
+        return self._terminal
+
+    @property
+    def subscriber_count(self) -> int:
+        """Live subscriptions."""
+        return len(self._subscribers)
+
+    def publish(self, item: HubItem) -> None:
+        """Hand a frame (or an error) to every subscriber; a frame also becomes ``latest``."""
+        if self._closed:
+            return
+        if isinstance(item, Frame):
+            self._latest = item
+            self._version += 1
+        else:
+            self.errors += 1
+        for sub in tuple(self._subscribers):
+            sub._offer(item)
+        self._wake()
+
+    def close(self, error: ServomexError | None = None) -> None:
+        """End every subscription: they drain their buffers, then see ``error`` (if any)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._terminal = error
+        for sub in tuple(self._subscribers):
+            sub._finish(error)
+        self._subscribers.clear()
+        self._wake()
+
+    def subscribe(self, *, buffer_size: int | None = None) -> Subscription:
+        """A new subscription to every item published from now on."""
+        sub = Subscription(self, buffer_size or self._buffer_size)
+        if self._closed:
+            sub._finish(self._terminal)
+        else:
+            self._subscribers.append(sub)
+        return sub
+
+    async def wait_change(self) -> None:
+        """Wait until the next publish or close."""
+        if self._closed:
+            return
+        if self._changed is None:
+            self._changed = anyio.Event()
+        await self._changed.wait()
+
+    def _wake(self) -> None:
+        event, self._changed = self._changed, None
+        if event is not None:
+            event.set()
+
+    def _discard(self, sub: Subscription) -> None:
+        if sub in self._subscribers:
+            self._subscribers.remove(sub)

@@ -1,0 +1,718 @@
+"""The Modbus RTU / ASCII client, over anymodbus, behind the package's own small interface.
+
+This is the only module that imports anymodbus. Two classes:
+
+* :class:`ModbusLine` — one serial line (one transport): an ``anymodbus.Bus`` over a
+  non-closing wire tap, the line's timing and retry policy, and the :class:`PortOwner`
+  whose task runs every transaction. Several analysers on one RS485 line (multidrop) share
+  one line, so their transactions are serialised and keep the line's idle gap.
+* :class:`ModbusClient` — one analyser (one slave address) on a line: the full sweep with
+  its gap-free fallback, ``identify``, channel and analyser status, the calibration coil
+  pulse and the FC08 loopback.
+
+Timing and retries (PROTOCOL.md §5.10): at least ``inter_frame_idle`` (50 ms) of line
+silence before every request — also before the first request of a new line, which may
+follow another bus's probe; ``timeout`` per attempt; reads (FC01/02/04, and the FC08
+loopback, which has no side effect) are retried ``retries`` (2) times after a timeout,
+checksum error or malformed reply; a coil write (FC05) is **never** retried.
+
+Error mapping (each error carries an ``ErrorContext`` with the port, protocol, slave
+address, function code, first register and the request/response bytes seen on the wire
+for the last attempt):
+
+* exception 01 → :class:`ServomexIllegalFunctionError`, 02 →
+  :class:`ServomexIllegalDataAddressError`, any other code → :class:`ServomexModbusError`;
+* no (complete) reply after every attempt → :class:`ServomexTimeoutError`;
+* a CRC (RTU) or LRC (ASCII) mismatch on the **last** attempt →
+  :class:`ServomexChecksumError` (``expected`` = the checksum the reply carried,
+  ``actual`` = the one computed from its content, as in the codec). A bad checksum on an
+  earlier attempt is retried, so a single corrupted reply costs one retry, not an error;
+  note that the analyser *ignores* a request with a bad checksum, which the client only
+  sees as a timeout;
+* a well-formed reply that does not answer the request → :class:`ServomexProtocolError`,
+  a malformed reply → :class:`ServomexFrameError`;
+* a lost link → :class:`ServomexConnectionError` (the transport's own error when it gave one).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+from anymodbus import Bus, BusConfig, Framing, RetryPolicy, Slave, TimingConfig
+from anymodbus.exceptions import (
+    BusClosedError,
+    ChecksumError,
+    ConfigurationError,
+    ConnectionLostError,
+    FrameError,
+    FrameTimeoutError,
+    IllegalDataAddressError,
+    IllegalFunctionError,
+    LRCError,
+    ModbusError,
+    ModbusExceptionResponse,
+    UnexpectedResponseError,
+)
+from anymodbus.transaction import TransactionInfo, TransactionOutcome
+
+from ..codec.errors import (
+    ErrorContext,
+    ServomexChecksumError,
+    ServomexConnectionError,
+    ServomexError,
+    ServomexFrameError,
+    ServomexIllegalDataAddressError,
+    ServomexIllegalFunctionError,
+    ServomexModbusError,
+    ServomexProtocolError,
+    ServomexTimeoutError,
+    ServomexValidationError,
+)
+from ..codec.modbus_frames import crc16, lrc
+from ..codec.models import (
+    AnalyserStatus,
+    CalGroupState,
+    ChannelId,
+    ChannelInfo,
+    ChannelKind,
+    ChannelStatus,
+    DeviceInfo,
+    Frame,
+    ProtocolKind,
+    Reading,
+)
+from ..codec.registers import (
+    ANALYSER_DISCRETE_COUNT,
+    ANALYSER_DISCRETE_START,
+    CAL_GROUP_DISCRETES,
+    CAL_START_COIL,
+    CAL_STOP_COIL,
+    CHANNEL_BITS,
+    CHANNEL_REGISTERS,
+    FULL_SWEEP,
+    REGISTERS_PER_CHANNEL,
+    ReadRequest,
+    analyser_status_from_bits,
+    banks_from_responses,
+    decode_banks,
+    gap_free_plan,
+    status_from_bits,
+)
+from .owner import PortOwner
+
+__all__ = [
+    "DEFAULT_INTER_FRAME_IDLE",
+    "DEFAULT_RETRIES",
+    "LOOPBACK_PROBE",
+    "ModbusClient",
+    "ModbusLine",
+    "PulseResult",
+    "WireRecord",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_INTER_FRAME_IDLE = 0.05
+"""Line silence before every request: the bench 4100D drops requests that come sooner."""
+DEFAULT_RETRIES = 2
+"""Extra attempts for a read after a timeout or a damaged reply (never for a write)."""
+LOOPBACK_PROBE = b"\xab\xcd"
+"""The FC08 data AUTO detection sends (the reference driver's probe)."""
+
+# How long after an uncertain attempt (timeout, damaged reply) a late reply may still
+# arrive: the analyser's slowest turnaround seen is ~40 ms; allow generously, plus the
+# wire time of the longest reply. The bus reads and drops anything arriving in it.
+_LATE_REPLY_TURNAROUND = 0.1
+_MAX_RTU_REPLY = 256
+_DEFAULT_BAUD = 19200
+_BITS_PER_CHAR = 10
+
+_FRAMING = {ProtocolKind.MODBUS_RTU: Framing.RTU, ProtocolKind.MODBUS_ASCII: Framing.ASCII}
+
+
+def _max_reply_chars(protocol: ProtocolKind) -> int:
+    return _MAX_RTU_REPLY if protocol is ProtocolKind.MODBUS_RTU else 2 * _MAX_RTU_REPLY + 3
+
+
+@dataclass(frozen=True, slots=True)
+class WireRecord:
+    """The bytes of the last attempt on a line, as the client saw them."""
+
+    request: bytes | None
+    response: bytes | None
+
+
+class _WireTap(anyio.abc.ByteStream):
+    """The stream anymodbus drives: forwards to the transport, records the last exchange.
+
+    It never closes the transport (``Bus.aclose`` closes its stream; the transport outlives
+    the bus) and forwards ``drain`` / ``reset_input_buffer`` when the transport has them.
+    """
+
+    def __init__(self, inner: anyio.abc.ByteStream) -> None:
+        self._inner = inner
+        self.request: bytes | None = None
+        self.response = bytearray()
+
+    async def send(self, item: bytes) -> None:
+        self.request = bytes(item)
+        self.response = bytearray()
+        await self._inner.send(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        chunk = await self._inner.receive(max_bytes)
+        self.response += chunk
+        return chunk
+
+    async def send_eof(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    async def drain(self) -> None:
+        """Wait until the transport has sent everything (when it can tell)."""
+        fn = getattr(self._inner, "drain", None)
+        if fn is not None:
+            await fn()
+
+    async def reset_input_buffer(self) -> None:
+        """Discard received, unread bytes in the transport (OS and application buffers)."""
+        fn = getattr(self._inner, "reset_input_buffer", None)
+        if fn is not None:
+            result = fn()
+            if isinstance(result, Awaitable):
+                await result
+
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        return self._inner.extra_attributes
+
+    def snapshot(self) -> WireRecord:
+        return WireRecord(self.request, bytes(self.response) if self.response else None)
+
+
+def _port_name(transport: object) -> str:
+    return str(getattr(transport, "port", "") or "")
+
+
+def _baudrate(transport: object) -> int:
+    settings = getattr(transport, "settings", None)
+    return int(getattr(settings, "baudrate", _DEFAULT_BAUD) or _DEFAULT_BAUD)
+
+
+class ModbusLine:
+    """One Modbus serial line: the bus, its timing and the task that owns the port.
+
+    Use as an async context manager (entered and left in the same task). Pass ``owner``
+    to share an already running :class:`PortOwner` (AUTO detection hands its owner over);
+    otherwise the line runs its own. The transport is never closed by the line.
+    """
+
+    def __init__(
+        self,
+        transport: anyio.abc.ByteStream,
+        *,
+        protocol: ProtocolKind = ProtocolKind.MODBUS_RTU,
+        timeout: float = 1.0,
+        retries: int = DEFAULT_RETRIES,
+        inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
+        owner: PortOwner | None = None,
+        port: str | None = None,
+    ) -> None:
+        if protocol not in _FRAMING:
+            raise ServomexValidationError(f"a Modbus line needs RTU or ASCII, not {protocol}")
+        if not 0 < timeout <= 60:
+            raise ServomexValidationError(f"timeout must be within (0, 60] s, not {timeout!r}")
+        if retries < 0 or inter_frame_idle < 0:
+            raise ServomexValidationError("retries and inter_frame_idle must not be negative")
+        self.transport = transport
+        self.protocol = protocol
+        self.timeout = timeout
+        self.retries = retries
+        self.inter_frame_idle = inter_frame_idle
+        self.port = port if port is not None else _port_name(transport)
+        baud = _baudrate(transport)
+        window = _LATE_REPLY_TURNAROUND + _max_reply_chars(protocol) * _BITS_PER_CHAR / baud
+        self._tap = _WireTap(transport)
+        self.bus = Bus(
+            self._tap,
+            framing=_FRAMING[protocol],
+            config=BusConfig(
+                request_timeout=timeout,
+                timing=TimingConfig(
+                    inter_frame_idle=inter_frame_idle,
+                    # The first request of this bus may follow another bus's traffic
+                    # (AUTO's probe): keep the gap before it too.
+                    startup_settle=inter_frame_idle,
+                    late_reply_window=window,
+                ),
+                retries=RetryPolicy(retries=retries, retry_idempotent_only=True),
+            ),
+        )
+        self.bus.add_transaction_observer(self._observe)
+        self._own_owner = owner is None
+        self.owner = owner if owner is not None else PortOwner(port=self.port)
+        self._stack: AsyncExitStack | None = None
+        self.attempts = 0
+        """Request attempts sent on this line (retries included)."""
+        self.retried = 0
+        """Attempts that failed and were retried."""
+        self.failures: dict[str, int] = {}
+        """Failed attempts by outcome (``timeout``, ``checksum_error`` …)."""
+
+    def _observe(self, info: TransactionInfo) -> None:
+        self.attempts += 1
+        if info.will_retry:
+            self.retried += 1
+        if info.outcome not in (TransactionOutcome.REPLY, TransactionOutcome.BROADCAST_SENT):
+            key = info.outcome.value
+            self.failures[key] = self.failures.get(key, 0) + 1
+
+    @property
+    def wire(self) -> WireRecord:
+        """The request and response bytes of the line's last attempt."""
+        return self._tap.snapshot()
+
+    async def __aenter__(self) -> Self:
+        stack = AsyncExitStack()
+        if self._own_owner:
+            await stack.enter_async_context(self.owner)
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.bus.aclose()  # closes the tap only, never the transport
+        if self._stack is not None:
+            await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def run[T](self, job: Callable[[], Awaitable[T]]) -> T:
+        """Run ``job`` (one or more transactions) inside the line's owner task."""
+        return await self.owner.run(job)
+
+    def slave(self, address: int) -> Slave:
+        """The anymodbus handle for one slave address (internal use)."""
+        return self.bus.slave(address)
+
+    def context(
+        self, address: int, *, function: int | None = None, register: int | None = None
+    ) -> ErrorContext:
+        """The error context of a request on this line."""
+        wire = self.wire
+        return ErrorContext(
+            port=self.port or None,
+            protocol=self.protocol.value,
+            address=address,
+            function=function,
+            register=register,
+            request=wire.request,
+            response=wire.response,
+        )
+
+    def translate(
+        self, exc: ModbusError, address: int, *, function: int, register: int | None
+    ) -> ServomexError:
+        """Map an anymodbus error (after retries) onto the package's error hierarchy."""
+        ctx = self.context(address, function=function, register=register)
+        what = _describe_request(function, register)
+        attempts = 1 if function in (5, 15) else self.retries + 1
+        if isinstance(exc, ModbusExceptionResponse):
+            code = exc.exception_code
+            if isinstance(exc, IllegalFunctionError):
+                return ServomexIllegalFunctionError(
+                    f"the analyser at address {address} refused {what}: exception 01, "
+                    "illegal function",
+                    exception_code=code,
+                    context=ctx,
+                )
+            if isinstance(exc, IllegalDataAddressError):
+                return ServomexIllegalDataAddressError(
+                    f"the analyser at address {address} refused {what}: exception 02, "
+                    "illegal data address",
+                    exception_code=code,
+                    context=ctx,
+                )
+            return ServomexModbusError(
+                f"the analyser at address {address} refused {what}: exception {code:02X}",
+                exception_code=code,
+                context=ctx,
+            )
+        if isinstance(exc, FrameTimeoutError):
+            return ServomexTimeoutError(
+                f"no reply from address {address} to {what} within {self.timeout} s "
+                f"({attempts} attempt{'s' if attempts > 1 else ''}): check the slave address, "
+                "that the front panel is in this Modbus mode (a unit in continuous mode never "
+                "answers), the wiring and the baud rate",
+                context=ctx,
+            )
+        if isinstance(exc, ChecksumError):
+            expected, actual = _checksums(ctx.response, ascii_framing=isinstance(exc, LRCError))
+            kind = "LRC" if isinstance(exc, LRCError) else "CRC"
+            return ServomexChecksumError(
+                f"{kind} mismatch in the reply from address {address} to {what} "
+                f"after {attempts} attempt{'s' if attempts > 1 else ''}",
+                expected=expected,
+                actual=actual,
+                raw=ctx.response or b"",
+                context=ctx,
+            )
+        if isinstance(exc, UnexpectedResponseError):
+            return ServomexProtocolError(
+                f"the reply from address {address} does not answer {what}: {exc}", context=ctx
+            )
+        if isinstance(exc, FrameError):
+            return ServomexFrameError(
+                f"malformed reply from address {address} to {what}: {exc}", context=ctx
+            )
+        if isinstance(exc, (ConnectionLostError, BusClosedError)):
+            cause = exc.__cause__
+            while cause is not None and not isinstance(cause, ServomexConnectionError):
+                cause = cause.__cause__
+            if isinstance(cause, ServomexConnectionError):
+                return cause.with_context(
+                    protocol=ctx.protocol,
+                    address=address,
+                    function=function,
+                    register=register,
+                    request=ctx.request,
+                )
+            return ServomexConnectionError(f"link lost during {what}: {exc}", context=ctx)
+        if isinstance(exc, ConfigurationError):
+            return ServomexValidationError(f"invalid request {what}: {exc}", context=ctx)
+        return ServomexProtocolError(f"{what} failed: {exc}", context=ctx)
+
+
+def _describe_request(function: int, register: int | None) -> str:
+    names = {
+        1: "FC01 read coils",
+        2: "FC02 read discrete inputs",
+        4: "FC04 read input registers",
+        5: "FC05 write coil",
+        8: "FC08 loopback",
+    }
+    text = names.get(function, f"FC{function:02d}")
+    return text if register is None else f"{text} at {register}"
+
+
+def _checksums(raw: bytes | None, *, ascii_framing: bool) -> tuple[int, int]:
+    """(carried, computed) checksum of a damaged reply; -1 where it cannot be told."""
+    if not raw:
+        return -1, -1
+    try:
+        if ascii_framing:
+            start = raw.rindex(b":")
+            end = raw.index(b"\r", start)
+            body = bytes.fromhex(raw[start + 1 : end].decode("ascii"))
+            return body[-1], lrc(body[:-1])
+        if len(raw) < 4:
+            return -1, -1
+        return int.from_bytes(raw[-2:], "little"), crc16(raw[:-2])
+    except (ValueError, IndexError):
+        return -1, -1
+
+
+@dataclass(frozen=True, slots=True)
+class PulseResult:
+    """What one coil pulse did: the coil, and its state read back while it was on."""
+
+    coil: int
+    readback: bool | None
+    """The FC01 read-back of the coil after the ON write (``None`` if the read failed)."""
+
+
+class ModbusClient:
+    """One analyser at one slave address on a :class:`ModbusLine`.
+
+    Every public method is one job on the line's owner task, so a multi-transaction
+    operation (the sweep, the coil pulse) is never interleaved with another one and runs
+    to its end even when the caller is cancelled.
+    """
+
+    def __init__(self, line: ModbusLine, address: int) -> None:
+        if isinstance(address, bool) or not 1 <= address <= 247:
+            raise ServomexValidationError(
+                f"Modbus slave address must be 1–247, not {address!r}",
+                context=ErrorContext(port=line.port or None, protocol=line.protocol.value),
+            )
+        self.line = line
+        self.address = address
+        self._slave = line.slave(address)
+        self._plan: tuple[ReadRequest, ...] | None = None
+        self.fallback_channels: tuple[ChannelId, ...] | None = None
+        """Set once the unit refused a broad span and the gap-free plan took over."""
+        self.info: DeviceInfo | None = None
+        """Names and units cached by :meth:`identify`."""
+
+    @property
+    def protocol(self) -> ProtocolKind:
+        """``MODBUS_RTU`` or ``MODBUS_ASCII``."""
+        return self.line.protocol
+
+    @property
+    def plan(self) -> tuple[ReadRequest, ...]:
+        """The read plan the sweep uses: :data:`FULL_SWEEP` unless a fallback happened."""
+        return self._plan if self._plan is not None else FULL_SWEEP
+
+    # --- single transactions (run inside the owner task) -----------------------------------
+
+    async def _call[T](
+        self, function: int, register: int | None, call: Callable[[], Awaitable[T]]
+    ) -> T:
+        try:
+            return await call()
+        except ModbusError as exc:
+            raise self.line.translate(
+                exc, self.address, function=function, register=register
+            ) from exc
+
+    async def _read(self, request: ReadRequest) -> tuple[int, ...] | tuple[bool, ...]:
+        slave, start, count = self._slave, request.start, request.count
+        if request.function == 4:
+            return await self._call(
+                4, start, lambda: slave.read_input_registers(start, count=count)
+            )
+        if request.function == 2:
+            return await self._call(
+                2, start, lambda: slave.read_discrete_inputs(start, count=count)
+            )
+        if request.function == 1:
+            return await self._call(1, start, lambda: slave.read_coils(start, count=count))
+        raise ServomexValidationError(f"unsupported read {request}")
+
+    async def _read_plan(
+        self, plan: Sequence[ReadRequest]
+    ) -> dict[ReadRequest, tuple[int, ...] | tuple[bool, ...]]:
+        return {request: await self._read(request) for request in plan}
+
+    # --- the sweep with its fallback --------------------------------------------------------
+
+    async def _read_with_fallback(
+        self, select: Callable[[ReadRequest], bool]
+    ) -> dict[ReadRequest, tuple[int, ...] | tuple[bool, ...]]:
+        plan = [r for r in self.plan if select(r)]
+        if self._plan is not None:
+            return await self._read_plan(plan)
+        responses: dict[ReadRequest, tuple[int, ...] | tuple[bool, ...]] = {}
+        try:
+            for request in plan:
+                responses[request] = await self._read(request)
+            return responses
+        except (ServomexIllegalDataAddressError, ServomexTimeoutError) as exc:
+            if isinstance(exc, ServomexTimeoutError) and not await self._answers_narrow_read():
+                raise  # the unit is silent, not refusing a span
+            _LOGGER.warning(
+                "%s: address %s refused a broad read (%s); falling back to gap-free reads",
+                self.line.port,
+                self.address,
+                exc.message,
+            )
+        channels = await self._discover_channels(responses)
+        self.fallback_channels = channels
+        self._plan = gap_free_plan(channels)
+        return await self._read_plan([r for r in self._plan if select(r)])
+
+    async def _answers_narrow_read(self) -> bool:
+        first = CHANNEL_REGISTERS[ChannelId.I1]
+        try:
+            await self._read(ReadRequest(4, first.value, REGISTERS_PER_CHANNEL))
+        except ServomexTimeoutError:
+            return False
+        except ServomexError:
+            return True
+        return True
+
+    async def _discover_channels(
+        self, responses: Mapping[ReadRequest, Sequence[int] | Sequence[bool]]
+    ) -> tuple[ChannelId, ...]:
+        """The slots to read after a fallback: populated ones plus E1/E2, as in a frame."""
+        register_reads = {r: v for r, v in responses.items() if r.function == 4}
+        if not register_reads:
+            for channel in ChannelId:
+                request = ReadRequest(4, CHANNEL_REGISTERS[channel].value, REGISTERS_PER_CHANNEL)
+                try:
+                    register_reads[request] = await self._read(request)
+                except (ServomexIllegalDataAddressError, ServomexTimeoutError):
+                    continue
+        banks = banks_from_responses(register_reads)
+        frame = decode_banks(banks, timestamp=0.0, protocol=self.protocol, address=self.address)
+        return tuple(
+            r.channel
+            for r in frame.readings
+            if r.populated
+            or (
+                r.channel.kind is ChannelKind.EXTERNAL
+                and any(
+                    req.start <= CHANNEL_REGISTERS[r.channel].value < req.stop
+                    for req in register_reads
+                )
+            )
+        )
+
+    async def _sweep(self) -> Frame:
+        responses = await self._read_with_fallback(lambda r: True)
+        banks = banks_from_responses(responses)
+        channels = self.fallback_channels if self._plan is not None else None
+        return decode_banks(
+            banks,
+            timestamp=time.time(),
+            protocol=self.protocol,
+            address=self.address,
+            channels=channels,
+        )
+
+    async def sweep(self) -> Frame:
+        """One coherent poll: the three-read sweep (or the remembered gap-free plan)."""
+        return await self.line.run(self._sweep)
+
+    async def _identify(self) -> DeviceInfo:
+        responses = await self._read_with_fallback(lambda r: r.function == 4)
+        banks = banks_from_responses(responses)
+        channels = self.fallback_channels if self._plan is not None else None
+        frame = decode_banks(
+            banks, timestamp=time.time(), protocol=self.protocol, channels=channels
+        )
+        info = DeviceInfo(
+            port=self.line.port,
+            protocol=self.protocol,
+            address=self.address,
+            channels=tuple(
+                ChannelInfo(r.channel, r.name, r.unit, r.unit_text) for r in frame.readings
+            ),
+        )
+        self.info = info
+        return info
+
+    async def identify(self) -> DeviceInfo:
+        """Read every slot's name and unit (FC04) and cache them in :attr:`info`."""
+        return await self.line.run(self._identify)
+
+    # --- single-channel and status reads --------------------------------------------------
+
+    async def read_channel(self, channel: ChannelId) -> Reading:
+        """One channel: its seven registers (FC04) and eight status bits (FC02)."""
+        regs = CHANNEL_REGISTERS[channel]
+        value_req = ReadRequest(4, regs.value, REGISTERS_PER_CHANNEL)
+        status_req = ReadRequest(2, regs.status, CHANNEL_BITS)
+
+        async def job() -> Reading:
+            responses = await self._read_plan((value_req, status_req))
+            frame = decode_banks(
+                banks_from_responses(responses),
+                timestamp=time.time(),
+                protocol=self.protocol,
+                address=self.address,
+                channels=(channel,),
+            )
+            return frame.readings[0]
+
+        return await self.line.run(job)
+
+    async def channel_status(self, channel: ChannelId) -> ChannelStatus:
+        """One channel's eight status discretes (FC02)."""
+        regs = CHANNEL_REGISTERS[channel]
+        request = ReadRequest(2, regs.status, CHANNEL_BITS)
+
+        async def job() -> ChannelStatus:
+            bits = await self._read(request)
+            return status_from_bits(channel, [bool(b) for b in bits[:CHANNEL_BITS]])
+
+        return await self.line.run(job)
+
+    async def analyser_status(self) -> AnalyserStatus:
+        """Analyser fault, maintenance and the four autocal groups (FC02 1000 × 16)."""
+        request = ReadRequest(2, ANALYSER_DISCRETE_START, ANALYSER_DISCRETE_COUNT)
+
+        async def job() -> AnalyserStatus:
+            bits = await self._read(request)
+            return analyser_status_from_bits([bool(b) for b in bits[:ANALYSER_DISCRETE_COUNT]])
+
+        return await self.line.run(job)
+
+    async def calibration_status(self, group: int) -> CalGroupState:
+        """One autocal group's state from the discretes 1008–1015 (FC02 1008 × 8)."""
+        first = min(b for g in CAL_GROUP_DISCRETES.values() for b in (g.calibrating, g.gas))
+        request = ReadRequest(2, first, 8)
+
+        async def job() -> CalGroupState:
+            bits = await self._read(request)
+            padded = [False] * (first - ANALYSER_DISCRETE_START) + [bool(b) for b in bits[:8]]
+            return analyser_status_from_bits(padded).group(group)
+
+        return await self.line.run(job)
+
+    # --- writes and diagnostics ------------------------------------------------------------
+
+    async def pulse_coil(self, coil: int) -> PulseResult:
+        """Pulse one coil: FC05 ON, FC01 read back, FC05 OFF — one job, never retried writes.
+
+        The OFF write is attempted even when the ON write or the read-back failed (the ON
+        request may have arrived with its reply lost, and a coil left at 1 would block the
+        next start); a 1 → 0 transition starts nothing. The first error is raised after it.
+        """
+        slave = self._slave
+
+        async def job() -> PulseResult:
+            error: ServomexError | None = None
+            readback: bool | None = None
+            try:
+                await self._call(5, coil, lambda: slave.write_coil(coil, on=True))
+            except (ServomexConnectionError, ServomexModbusError):
+                raise  # a lost link, or a clear refusal: the coil was not set
+            except ServomexError as exc:
+                error = exc  # uncertain: the request may have arrived
+            if error is None:
+                try:
+                    bits = await self._call(1, coil, lambda: slave.read_coils(coil, count=1))
+                    readback = bool(bits[0])
+                except ServomexConnectionError:
+                    raise
+                except ServomexError as exc:
+                    error = exc
+            try:
+                await self._call(5, coil, lambda: slave.write_coil(coil, on=False))
+            except ServomexError as exc:
+                if error is None:
+                    raise
+                _LOGGER.warning("coil %s OFF after a failed pulse also failed: %s", coil, exc)
+            if error is not None:
+                raise error
+            return PulseResult(coil, readback)
+
+        return await self.line.run(job)
+
+    async def start_calibration(self, group: int) -> PulseResult:
+        """Pulse the start coil of autocal group 1–4 (no gates here: the Analyzer has them)."""
+        return await self.pulse_coil(CAL_START_COIL[group])
+
+    async def stop_calibration(self) -> PulseResult:
+        """Pulse the stop-all coil."""
+        return await self.pulse_coil(CAL_STOP_COIL)
+
+    async def loopback(self, data: bytes = b"\x00\x00") -> bytes:
+        """FC08 sub-function 0: the analyser echoes two bytes."""
+        if len(data) != 2:
+            raise ServomexValidationError(
+                f"loopback data must be exactly 2 bytes, not {data!r}",
+                context=ErrorContext(port=self.line.port or None, function=8),
+            )
+        slave = self._slave
+
+        async def job() -> bytes:
+            echoed: bytes = await self._call(8, None, lambda: slave.diagnostic_loopback(data))
+            return echoed
+
+        return await self.line.run(job)
