@@ -1,0 +1,140 @@
+"""``ophyd-servomex decode`` end to end: files, hex, stdin, bad lines and exit status."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ophyd_servomex.cli import main
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+IDLE = FIXTURES / "continuous_4100_idle_5ch.bin"
+LIVE = FIXTURES / "continuous_4100_live_5ch.bin"
+FLAG_HEX = (
+    "20 30 36 2d 31 30 2d 32 30 3b 30 32 3a 35 34 3a 31 32 3b 46 4d 3b 43 32 53 31 53 31 53 31 3b\n"
+    "30 31 3b 49 31 3b 4f 78 79 67 65 6e 3b 32 30 2e 33 37 36 3b 20 25 20 3b 31 20 33 20 3b 46 4d\n"
+    "3b 43 3b 57 3b 30 46 37 33 3b 0d 0a"
+)
+
+IDLE_FRAME_0_TABLE = """\
+frame 1, line 1 (offset 0): clock 2020-10-06 02:54:12, analyser ok, checksum 2A1D
+  cal groups: 1:S1 sampling, 2:S1 sampling, 3:S1 sampling, 4:S1 sampling
+  id  name        value unit  flags
+  I1  Oxygen     20.376 %     -
+  I2  CO          0.084 %     -
+  I3  CO2         0.250 %     -
+  E1  (none)        0.0 mA    -
+  E2  (none)        0.0 mA    -
+"""
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(["decode", *argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_capture_file_prints_every_frame(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(capsys, str(IDLE))
+    assert status == 0
+    assert err == ""
+    assert out.startswith(IDLE_FRAME_0_TABLE)
+    headers = [line for line in out.splitlines() if line.startswith("frame ")]
+    assert [h.split(": clock ")[1][:19] for h in headers] == [
+        "2020-10-06 02:54:12",
+        "2020-10-06 02:54:14",
+        "2020-10-06 02:54:16",
+        "2020-10-06 02:54:18",
+        "2020-10-06 02:54:21",
+        "2020-10-06 02:54:23",
+    ]
+    assert [h.split("(offset ")[1].split(")")[0] for h in headers] == [
+        "0",
+        "205",
+        "410",
+        "615",
+        "820",
+        "1025",
+    ]
+    assert out.endswith("6 frames, 0 bad, 0 fragments skipped\n")
+
+
+def test_hex_flag_vector(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--hex", FLAG_HEX)
+    assert status == 0
+    assert out == (
+        "frame 1, line 1 (offset 0): clock 2020-10-06 02:54:12, analyser FAULT MAINTENANCE,"
+        " checksum 0F73\n"
+        "  cal groups: 1:C2 calibrating, 2:S1 sampling, 3:S1 sampling, 4:S1 sampling\n"
+        "  id  name        value unit  flags\n"
+        "  I1  Oxygen     20.376 %     fault maint cal warm-up A1 A3\n"
+        "1 frame, 0 bad, 0 fragments skipped\n"
+    )
+
+
+def test_bad_lines_are_reported_with_position_and_exit_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = LIVE.read_bytes()
+    frame0 = live[:205]
+    broken = frame0[:-6] + b"2A37;\n"  # wrong checksum
+    data = b"4;  ; ; ;2A1D;\n" + frame0 + broken + b"\r\n" + live[205:410] + live[410:500]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    status, out, _ = run(capsys, "-")
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[0] == ("line 1 (offset 0): skipped 15 bytes: the tail of a frame (join fragment)")
+    assert lines[1].startswith("frame 1, line 2 (offset 15): clock 2020-10-06 09:17:58")
+    assert (
+        "line 3 (offset 220): bad frame: ServomexChecksumError: checksum mismatch: "
+        "frame carries 2A37, its content sums to 2A36"
+    ) in lines
+    assert lines[-10].startswith("frame 2, line 5 (offset 427): clock 2020-10-06 09:18:00")
+    assert lines[-2] == (
+        "line 6 (offset 632): bad frame: ServomexFrameError: "
+        "frame is 90 bytes, expected 204 for 5 channels (39 + 33·5)"
+    )
+    assert lines[-1] == "2 frames, 2 bad, 1 fragment skipped"
+
+
+def test_empty_input(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--hex", "") == (0, "0 frames, 0 bad, 0 fragments skipped\n", "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--hex", "2g"], "--hex is not hexadecimal text"),
+        (["/no/such/capture.bin"], "No such file"),
+    ],
+)
+def test_unreadable_input_exits_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    status, out, err = run(capsys, *argv)
+    assert status == 2
+    assert out == ""
+    assert message in err
+
+
+def test_file_and_hex_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["decode", str(IDLE), "--hex", "20"])
+    assert info.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err
+
+
+def test_console_script() -> None:
+    script = Path(sys.executable).with_name("ophyd-servomex")
+    result = subprocess.run(
+        [str(script), "decode", str(LIVE)], capture_output=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.decode()
+    assert "frame 6, line 6 (offset 1025): clock 2020-10-06 09:18:09" in out
+    assert "  I1  Oxygen     20.378 %     -" in out
+    assert out.endswith("6 frames, 0 bad, 0 fragments skipped\n")
