@@ -1,0 +1,190 @@
+"""Open a catalog of Bluesky runs: embedded SQLite (an in-process tiled app) or a tiled server.
+
+tiled is imported inside the functions (it costs seconds), never when this module loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from .errors import CatalogAccessError, CatalogError
+from .location import (
+    API_KEY_ENV,
+    CatalogKind,
+    CatalogLocation,
+    default_catalog_directory,
+    resolve_location,
+)
+
+if TYPE_CHECKING:
+    from bluesky_tiled_plugins import CatalogOfBlueskyRuns
+
+__all__ = ["ROOT_SPEC", "catalog_location", "close_catalog", "open_catalog"]
+
+ROOT_SPEC: dict[str, str] = {"name": "CatalogOfBlueskyRuns", "version": "3.0"}
+"""The root spec that makes tiled hand out ``CatalogOfBlueskyRuns`` (scan-id lookup, runs)."""
+
+JSON_SEQ = "application/json-seq"
+JSON_SEQ_EXPORTER = "bluesky_tiled_plugins.exporters:json_seq_exporter"
+
+logger = logging.getLogger(__name__)
+
+# The location each opened catalog came from, keyed by its tiled Context (shared by every
+# node derived from the root), so the writer and recovery find the backup directory.
+_LOCATIONS: weakref.WeakKeyDictionary[Any, CatalogLocation] = weakref.WeakKeyDictionary()
+
+
+def open_catalog(
+    location: str | os.PathLike[str] | None = None,
+    *,
+    api_key: str | None = None,
+) -> CatalogOfBlueskyRuns:
+    """Open the catalog of Bluesky runs and return its tiled client node.
+
+    ``location`` is a directory for an embedded SQLite catalog (created on first use, no server)
+    or an ``http(s)://`` tiled server URI; when omitted, the ``OPHYD_SERVOMEX_CATALOG``
+    environment variable, else the user data directory, is used (see
+    :func:`~ophyd_servomex.catalog.location.resolve_location`). ``api_key`` is for a server; it
+    defaults to the ``TILED_API_KEY`` environment variable.
+
+    The result supports tiled's Bluesky API: ``cat.values()``, ``cat[uid]``, ``cat[scan_id]``,
+    ``cat["partial-uid"]``, ``cat[-1]``, ``run.metadata["start"]``, ``run["primary"].read()``
+    and ``run.documents()``.
+
+    Raises :class:`~ophyd_servomex.catalog.errors.CatalogAccessError` when a server refuses
+    the client or cannot be reached, and
+    :class:`~ophyd_servomex.catalog.errors.CatalogError` when an embedded catalog cannot be
+    created or opened.
+    """
+    resolved = resolve_location(location)
+    if resolved.kind is CatalogKind.EMBEDDED:
+        client = _open_embedded(resolved)
+    else:
+        client = _open_server(resolved, api_key)
+    _LOCATIONS[client.context] = resolved
+    return client
+
+
+def catalog_location(catalog: Any) -> CatalogLocation:
+    """The location a catalog client was opened from.
+
+    Works for any node of a catalog returned by :func:`open_catalog`; for a tiled client built
+    some other way it is derived from the client's connection (an in-process app maps to the
+    default catalog directory, a server to its URI).
+    """
+    context = catalog.context
+    known = _LOCATIONS.get(context)
+    if known is not None:
+        return known
+    if getattr(context.http_client, "app", None) is not None:
+        default = resolve_location(None)
+        if default.kind is CatalogKind.EMBEDDED:
+            return default
+        return resolve_location(default_catalog_directory())
+    uri = str(context.api_uri).rstrip("/")
+    uri = uri.removesuffix("/api/v1")
+    return CatalogLocation(CatalogKind.SERVER, uri=uri)
+
+
+def close_catalog(catalog: Any) -> None:
+    """Release a catalog's connection (for an embedded catalog: stop its in-process app)."""
+    context = catalog.context
+    _LOCATIONS.pop(context, None)
+    context.close()
+
+
+def _open_embedded(location: CatalogLocation) -> Any:
+    """Build the in-process tiled app over the SQLite files in ``location.directory``."""
+    try:
+        location.data_directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CatalogError(
+            f"cannot create the catalog directory: {error}", location=str(location)
+        ) from error
+    init = not location.catalog_file.exists()
+    with warnings.catch_warnings():
+        # httpx + starlette's test client (the in-process transport) warn about deprecations
+        # that are tiled's to fix; they must not reach users or break warnings-as-errors runs.
+        warnings.filterwarnings("ignore", message=r".*lifespans are deprecated.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        from tiled.catalog import from_uri
+        from tiled.client import Context, from_context
+        from tiled.server.app import build_app
+
+        # tiled announces its version at INFO level on every app start-up (its module sets
+        # that level on import): keep library and CLI use quiet.
+        server_logger = logging.getLogger("tiled.server.app")
+        if server_logger.level <= logging.INFO:
+            server_logger.setLevel(logging.WARNING)
+
+        try:
+            adapter = from_uri(
+                f"sqlite:///{location.catalog_file}",
+                writable_storage=[
+                    location.data_directory.as_uri(),
+                    f"sqlite:///{location.tables_file}",
+                ],
+                # creating the schema runs a ~2 s subprocess: only when the file is missing
+                init_if_not_exists=init,
+                specs=[dict(ROOT_SPEC)],
+            )
+            app = build_app(adapter, serialization_registry=_serialization_registry())
+            context = Context.from_app(app)
+            return from_context(context)
+        except Exception as error:
+            raise CatalogError(
+                f"cannot open the embedded catalog: {type(error).__name__}: {error}",
+                location=str(location),
+            ) from error
+
+
+def _serialization_registry() -> Any:
+    """tiled's default serializers plus the Bluesky json-seq exporter (``run.documents()``)."""
+    import copy
+
+    from bluesky_tiled_plugins.exporters import json_seq_exporter
+    from tiled.media_type_registration import default_serialization_registry
+
+    registry = copy.deepcopy(default_serialization_registry)
+    registry.register("BlueskyRun", JSON_SEQ, json_seq_exporter)
+    return registry
+
+
+def _open_server(location: CatalogLocation, api_key: str | None) -> Any:
+    """Connect to a tiled server; a refused or unreachable server is a CatalogAccessError."""
+    import httpx
+    from tiled.client import from_uri
+
+    key = api_key or os.environ.get(API_KEY_ENV) or None
+    where = str(location)
+    try:
+        client = from_uri(location.uri, api_key=key)
+    except RuntimeError as error:
+        if "API key" in str(error):
+            raise CatalogAccessError(
+                f"the server requires an API key: pass api_key= or set {API_KEY_ENV}",
+                location=where,
+            ) from error
+        raise CatalogError(f"cannot open the catalog: {error}", location=where) from error
+    except httpx.HTTPStatusError as error:
+        status = error.response.status_code
+        if status in (401, 403):
+            raise CatalogAccessError(
+                f"the server refused the API key (HTTP {status})", location=where
+            ) from error
+        raise CatalogError(f"the server answered HTTP {status}", location=where) from error
+    except httpx.TransportError as error:
+        raise CatalogAccessError(
+            f"cannot reach the server: {type(error).__name__}: {error}", location=where
+        ) from error
+    specs = {spec.name for spec in getattr(client, "specs", [])}
+    if "CatalogOfBlueskyRuns" not in specs:
+        logger.warning(
+            "%s has no CatalogOfBlueskyRuns root spec: scan-id lookup and run helpers may fail",
+            where,
+        )
+    return client

@@ -1,0 +1,199 @@
+"""Write a RunEngine's documents into a catalog, losing nothing when the catalog or process dies.
+
+:func:`subscribe_writer` subscribes a :class:`JournaledWriter` to the RunEngine. For every run
+it keeps a write-ahead journal (``<backup_directory>/<uid>.jsonl``, see
+:mod:`~ophyd_servomex.catalog.journal`) and feeds ``bluesky_tiled_plugins.TiledWriter``, which
+writes events to the catalog in batches of ``batch_size``:
+
+- the run reaches the catalog: its journal is deleted when the stop document is written;
+- the catalog fails (a dead server, a full disk): the error is logged, the run goes on, and the
+  journal stays in the backup directory as the run's backup;
+- the process dies (``kill -9``, power cut): every document emitted before the death is in the
+  journal (flushed per document, ``fsync`` every ``fsync_interval`` s).
+
+:func:`~ophyd_servomex.catalog.recovery.recover` replays what the backup directory holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .client import catalog_location
+from .journal import RunJournal
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["DEFAULT_BATCH_SIZE", "CatalogSubscription", "JournaledWriter", "subscribe_writer"]
+
+DEFAULT_BATCH_SIZE = 100
+"""Events per table append. 100 costs the RunEngine next to nothing (an append is one SQL
+write) while readers of a live run see it grow every 100 events; 1 shows every event at once
+but caps a run near 25 events/s. The journal, not the batch, bounds what a crash can lose."""
+
+logger = logging.getLogger(__name__)
+
+
+class _RunCallback:
+    """One run's path: journal first, then the catalog, until the catalog fails."""
+
+    def __init__(
+        self,
+        owner: JournaledWriter,
+        uid: str,
+        journal: RunJournal | None,
+        writer: Callable[[str, dict[str, Any]], None],
+    ) -> None:
+        self._owner = owner
+        self._uid = uid
+        self._journal = journal
+        self._writer = writer
+        self._failed = False
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        if self._journal is not None:
+            try:
+                self._journal.append(name, doc)
+            except Exception:
+                logger.exception("run %s: the journal %s failed", self._uid, self._journal.path)
+                self._journal = None
+        if not self._failed:
+            try:
+                self._writer(name, doc)
+            except Exception:
+                self._failed = True
+                self._owner.failed_runs.append(self._uid)
+                where = self._journal.path if self._journal is not None else "nowhere (no journal)"
+                logger.exception(
+                    "run %s: writing a %r document to the catalog failed; the run goes on and "
+                    "its documents are kept in %s (replay them with recover())",
+                    self._uid,
+                    name,
+                    where,
+                )
+        if name == "stop":
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._failed:
+            if self._journal is not None:
+                self._journal.close(remove=False)
+            return
+        self._owner.written_runs.append(self._uid)
+        if self._journal is not None:
+            self._journal.close(remove=True)
+
+
+class JournaledWriter:
+    """A RunEngine callback: journal every document, then write it with ``TiledWriter``.
+
+    ``failed_runs`` lists the uids whose documents stayed in ``backup_directory``;
+    ``written_runs`` those that reached the catalog completely.
+    """
+
+    def __init__(
+        self,
+        catalog: Any,
+        backup_directory: str | Path,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        fsync_interval: float | None = 1.0,
+    ) -> None:
+        from bluesky_tiled_plugins import TiledWriter
+        from event_model import RunRouter
+
+        self.backup_directory = Path(backup_directory)
+        self.backup_directory.mkdir(parents=True, exist_ok=True)
+        self.batch_size = batch_size
+        self.fsync_interval = fsync_interval
+        self.failed_runs: list[str] = []
+        self.written_runs: list[str] = []
+        self._tiled_writer_class = TiledWriter
+        # fetched once, so the per-run TiledWriter does not ask the server again
+        self._client = catalog.include_data_sources()
+        self._router = RunRouter([self._factory])
+
+    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+        self._router(name, doc)
+
+    def journal_path(self, uid: str) -> Path:
+        """Where the journal of run ``uid`` is (or was) kept."""
+        return self.backup_directory / f"{uid}.jsonl"
+
+    def _factory(self, name: str, start: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        uid = str(start["uid"])
+        journal: RunJournal | None
+        try:
+            journal = RunJournal(self.journal_path(uid), fsync_interval=self.fsync_interval)
+        except OSError:
+            logger.exception("run %s: cannot open its journal; writing without one", uid)
+            journal = None
+        writer = self._tiled_writer_class(self._client, batch_size=self.batch_size)
+        return [_RunCallback(self, uid, journal, writer)], []
+
+
+@dataclass
+class CatalogSubscription:
+    """What :func:`subscribe_writer` returns: the RunEngine token and the writer."""
+
+    run_engine: Any
+    token: int
+    writer: JournaledWriter
+    scan_id: int
+    """``RE.md["scan_id"]`` after seeding (the next run gets ``scan_id + 1``)."""
+    recovered: list[str] = field(default_factory=list)
+    """Runs replayed from the backup directory when subscribing."""
+
+    @property
+    def backup_directory(self) -> Path:
+        """Where journals of unfinished or unwritten runs are kept."""
+        return self.writer.backup_directory
+
+    def unsubscribe(self) -> None:
+        """Stop writing this RunEngine's documents."""
+        self.run_engine.unsubscribe(self.token)
+
+
+def subscribe_writer(
+    RE: Any,  # the Bluesky name for a RunEngine
+    catalog: Any,
+    *,
+    backup_directory: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    fsync_interval: float | None = 1.0,
+    seed_scan_id: bool = True,
+    recover_pending: bool = True,
+) -> CatalogSubscription:
+    """Subscribe a journaled ``TiledWriter`` for ``catalog`` to the RunEngine ``RE``.
+
+    ``backup_directory`` defaults to ``backup/`` beside an embedded catalog, or to a folder per
+    server in the user data directory. With ``seed_scan_id`` the RunEngine's ``scan_id``
+    continues from the catalog's highest; with ``recover_pending`` runs left in the backup
+    directory by an earlier crash or outage are replayed first (a failure there is logged, not
+    raised). Returns a :class:`CatalogSubscription`; call its ``unsubscribe()`` to stop.
+    """
+    from .recovery import recover
+    from .scan_ids import seed_scan_id as seed
+
+    directory = (
+        Path(backup_directory)
+        if backup_directory is not None
+        else catalog_location(catalog).backup_directory
+    )
+    recovered: list[str] = []
+    if recover_pending:
+        from .errors import CatalogError
+
+        try:
+            recovered = recover(catalog, directory)
+        except CatalogError:
+            logger.exception("replaying the backup directory %s failed", directory)
+    scan_id = seed(RE, catalog) if seed_scan_id else int(RE.md.get("scan_id", 0))
+    writer = JournaledWriter(
+        catalog, directory, batch_size=batch_size, fsync_interval=fsync_interval
+    )
+    token = RE.subscribe(writer)
+    return CatalogSubscription(RE, token, writer, scan_id, recovered)
