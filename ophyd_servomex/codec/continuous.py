@@ -108,12 +108,16 @@ def _layout(n: int) -> bytes:
 
 _LAYOUTS: dict[int, bytes] = {n: _layout(n) for n in range(1, MAX_CHANNELS + 1)}
 
-# Decoded blocks and header status, keyed by their exact bytes. Both are pure functions of
-# those bytes and the results are immutable, so a repeated block (most blocks repeat from
-# frame to frame) is decoded once. Cleared when full, which bounds the memory.
+# Decoded pieces keyed by their exact bytes: whole blocks, a block's id/name/unit, its
+# flags, and the header's status fields. Each is a pure function of those bytes and the
+# results are immutable, so a piece that repeats (most do, frame after frame) is decoded
+# once. A cache is emptied when full, which bounds the memory.
 _CACHE_LIMIT = 2048
-_BLOCK_CACHE: dict[bytes, Reading] = {}
+_Label = tuple[ChannelId, str | None, Unit, str]
 _Groups = tuple[CalGroupState, CalGroupState, CalGroupState, CalGroupState]
+_BLOCK_CACHE: dict[bytes, Reading] = {}
+_LABEL_CACHE: dict[bytes, _Label] = {}
+_FLAG_CACHE: dict[bytes, ChannelStatus] = {}
 _STATUS_CACHE: dict[bytes, tuple[bool, bool, _Groups]] = {}
 
 
@@ -180,7 +184,14 @@ def _parse_value(text: bytes) -> float | None:
     return value
 
 
-def _decode_block(block: bytes, line: bytes) -> Reading:
+def _remember[K, V](cache: dict[K, V], key: K, value: V) -> V:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _decode_label(block: bytes, line: bytes) -> _Label:
     cid = _IDS.get(block[0:2])
     if cid is None:
         raise ServomexParseError(
@@ -191,27 +202,37 @@ def _decode_block(block: bytes, line: bytes) -> Reading:
     name_field = block[3:9]
     name = None if name_field == UNLABELLED_NAME else name_field.decode("latin-1").strip(" ")
     unit_text = block[17:20].decode("latin-1").strip(" \x00")
-    alarms = block[21:25]
-    status = ChannelStatus(
-        fault=block[26] == 0x46,  # F
-        maintenance=block[27] == 0x4D,  # M
-        calibrating=block[29] == 0x43,  # C
-        warming_up=block[31] == 0x57,  # W
+    return cid, name, Unit.from_text(unit_text), unit_text
+
+
+def _decode_flags(flags: bytes) -> ChannelStatus:
+    # flags = b"1 3 ;FM;C;W": alarms 1-4, fault, maintenance, calibrating, warming up
+    return ChannelStatus(
+        fault=flags[5] == 0x46,  # F
+        maintenance=flags[6] == 0x4D,  # M
+        calibrating=flags[8] == 0x43,  # C
+        warming_up=flags[10] == 0x57,  # W
         alarms=(
-            alarms[0] != _ALARM_SPACE,
-            alarms[1] != _ALARM_SPACE,
-            alarms[2] != _ALARM_SPACE,
-            alarms[3] != _ALARM_SPACE,
+            flags[0] != _ALARM_SPACE,
+            flags[1] != _ALARM_SPACE,
+            flags[2] != _ALARM_SPACE,
+            flags[3] != _ALARM_SPACE,
         ),
     )
-    return Reading(
-        channel=cid,
-        value=_parse_value(block[10:16]),
-        name=name,
-        unit=Unit.from_text(unit_text),
-        status=status,
-        unit_text=unit_text,
-    )
+
+
+def _decode_block(block: bytes, line: bytes) -> Reading:
+    # The value changes from frame to frame; the id, name, unit and flags seldom do.
+    label_key = block[0:9] + block[17:20]
+    label = _LABEL_CACHE.get(label_key)
+    if label is None:
+        label = _remember(_LABEL_CACHE, label_key, _decode_label(block, line))
+    flags = block[21:32]
+    status = _FLAG_CACHE.get(flags)
+    if status is None:
+        status = _remember(_FLAG_CACHE, flags, _decode_flags(flags))
+    cid, name, unit, unit_text = label
+    return Reading(cid, _parse_value(block[10:16]), name, unit, status, unit_text)
 
 
 def _cal_group(group: int, pair: bytes) -> CalGroupState:
@@ -330,10 +351,7 @@ def parse_frame(line: bytes, *, timestamp: float | None = None) -> Frame:
         block = content[start : start + BLOCK_LENGTH - 1]
         reading = _BLOCK_CACHE.get(block)
         if reading is None:
-            reading = _decode_block(block, line)
-            if len(_BLOCK_CACHE) >= _CACHE_LIMIT:
-                _BLOCK_CACHE.clear()
-            _BLOCK_CACHE[block] = reading
+            reading = _remember(_BLOCK_CACHE, block, _decode_block(block, line))
         readings.append(reading)
     if len({r.channel for r in readings}) != n:
         ids = [r.channel.value for r in readings]
@@ -345,10 +363,7 @@ def parse_frame(line: bytes, *, timestamp: float | None = None) -> Frame:
     status_field = content[19:30]
     status = _STATUS_CACHE.get(status_field)
     if status is None:
-        status = _decode_status(status_field)
-        if len(_STATUS_CACHE) >= _CACHE_LIMIT:
-            _STATUS_CACHE.clear()
-        _STATUS_CACHE[status_field] = status
+        status = _remember(_STATUS_CACHE, status_field, _decode_status(status_field))
     fault, maintenance, groups = status
     clock_field = content[1:18]
     clock = _parse_clock(clock_field)
