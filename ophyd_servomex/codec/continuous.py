@@ -20,6 +20,7 @@ Choices this module makes where the device facts are silent:
   as ``S?``. ``SAMPLING``, ``DONE`` and ``STOPPED`` have no wire form and are sent as ``S``.
 * An active alarm k is written as its digit (``1 3 ``); any non-space character reads as
   active.
+* A lower-case hex checksum is accepted; :func:`build_frame` writes upper case.
 """
 
 from __future__ import annotations
@@ -422,6 +423,13 @@ def _format_value(value: float | None, decimals: int) -> str:
 
 def _format_block(reading: Reading) -> str:
     cid = ChannelId.parse(reading.channel)
+    try:
+        return _format_fields(cid, reading)
+    except ServomexValidationError as exc:
+        raise exc.with_context(channel=cid.value) from None
+
+
+def _format_fields(cid: ChannelId, reading: Reading) -> str:
     if reading.name is None:
         name = UNLABELLED_NAME.decode("ascii")
     else:
@@ -433,7 +441,7 @@ def _format_block(reading: Reading) -> str:
     status = reading.status
     alarms = "".join(str(k + 1) if on else " " for k, on in enumerate(status.alarms))
     if len(alarms) != 4:
-        raise ServomexValidationError(f"channel {cid.value} needs 4 alarm flags")
+        raise ServomexValidationError(f"a channel has 4 alarm flags, not {len(alarms)}")
     return (
         f"{cid.value};{name};{_format_value(reading.value, decimals)};{unit};{alarms};"
         f"{'F' if status.fault else ' '}{'M' if status.maintenance else ' '};"
@@ -478,11 +486,19 @@ def build_frame(frame: Frame, *, line_ending: bytes = b"\r\n") -> bytes:
 
     Values are right-aligned in 6 characters with 1 decimal for mA and 3 otherwise, fewer
     when the number would not fit; ``None`` becomes :data:`NO_VALUE_TEXT`. Names are
-    left-aligned ASCII (``₂`` is sent as ``2``), ``None`` is ``||||||``. The clock comes
-    from ``analyser.clock``, else ``analyser.clock_text``, else ``01-01-00 00:00:00``.
+    left-aligned ASCII (subscript digits such as ``₂`` are sent as ``2``), ``None`` is
+    ``||||||``. The clock comes from ``analyser.clock``, else ``analyser.clock_text``,
+    else ``01-01-00 00:00:00``.
     Raises :class:`ServomexValidationError` for anything the fixed-width format cannot
     carry (no or more than ten channels, a duplicate channel, a long or non-ASCII name).
     """
+    try:
+        return _build(frame, line_ending)
+    except ServomexValidationError as exc:
+        raise exc.with_context(protocol=_PROTOCOL) from None
+
+
+def _build(frame: Frame, line_ending: bytes) -> bytes:
     readings = frame.readings
     n = len(readings)
     if not 1 <= n <= MAX_CHANNELS:

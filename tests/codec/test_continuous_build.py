@@ -96,8 +96,10 @@ def test_names(name: str | None, field: bytes) -> None:
 
 @pytest.mark.parametrize("name", ["Oxygen1", "CO;", "Ø2", "a\tb", "µ"])
 def test_names_the_wire_cannot_carry(name: str) -> None:
-    with pytest.raises(ServomexValidationError, match="name"):
+    with pytest.raises(ServomexValidationError, match="name") as info:
         build_frame(one(Reading(ChannelId.I1, 0.0, name, Unit.PERCENT)))
+    assert info.value.context.protocol == "continuous"
+    assert info.value.context.channel == "I1"
 
 
 @pytest.mark.parametrize(
