@@ -29,6 +29,35 @@ class _SocketWriter:
             self._conn.sendall(data)
 
 
+def _pty_serial_class() -> Any:
+    """pyserial's Serial for a pty, which has no modem lines (their ioctls fail with ENOTTY).
+
+    A pty also refuses 7 data bits and parity (EINVAL); the settings the client negotiated
+    are still recorded on the object, which is what the tests check.
+    """
+    import termios
+
+    import serial
+
+    class PtySerial(serial.Serial):  # type: ignore[misc]
+        cts = dsr = ri = cd = False
+
+        def _reconfigure_port(self, force_update: bool = False) -> None:
+            with contextlib.suppress(termios.error):
+                super()._reconfigure_port(force_update)
+
+        def _update_rts_state(self) -> None:
+            pass
+
+        def _update_dtr_state(self) -> None:
+            pass
+
+        def _update_break_state(self) -> None:
+            pass
+
+    return PtySerial
+
+
 class Rfc2217Bridge:
     """pyserial's own RFC 2217 server class (``PortManager``) on 127.0.0.1, in threads.
 
@@ -70,10 +99,10 @@ class Rfc2217Bridge:
                 conn.close()
 
     def _bridge(self, conn: socket.socket) -> None:
-        import serial
         import serial.rfc2217
 
-        ser = serial.Serial(self._serial_path, timeout=0.05)
+        _PtySerial = _pty_serial_class()
+        ser = _PtySerial(self._serial_path, timeout=0.05)
         self.serial = ser
         writer = _SocketWriter(conn)
         manager = serial.rfc2217.PortManager(ser, writer)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import pytest
 from hypothesis import given, settings
@@ -15,7 +17,7 @@ pytestmark = pytest.mark.anyio
 
 def _split(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
-    return [data[i:j] for i, j in zip(points, points[1:], strict=False) if data[i:j]]
+    return [data[i:j] for i, j in itertools.pairwise(points) if data[i:j]]
 
 
 @given(
