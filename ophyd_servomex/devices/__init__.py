@@ -1,0 +1,48 @@
+"""ophyd-async devices for Servomex SERVOPRO 4000-series analysers.
+
+:class:`ServomexAnalyser` is the device to use; :class:`ServomexBus` shares one RS485
+line between several analysers. The rest is the machinery behind them: the connector
+that owns the driver session, the frame hub every signal reads, the backends, the
+calibration ``Movable`` and the mock behaviour.
+"""
+
+from .analyser import ChannelSpec, ServomexAnalyser
+from .backends import FrameSignalBackend, SessionCommandBackend
+from .bus import ServomexBus
+from .calibration import CALIBRATION_STEPS, CalibrationTracker, ServomexCalibration
+from .channel import ServomexChannel
+from .connector import ServomexConnector, select_channels
+from .hub import FrameHub, FrameListener, FrameSnapshot
+from .mock import (
+    BENCH_CHANNELS,
+    BENCH_IDLE_VALUES,
+    DEFAULT_MOCK_CHANNELS,
+    MockAutocal,
+    ServomexAnalyserMock,
+)
+from .session import AnalyserSession, SessionFactory, device_session_factory
+
+__all__ = [
+    "BENCH_CHANNELS",
+    "BENCH_IDLE_VALUES",
+    "CALIBRATION_STEPS",
+    "DEFAULT_MOCK_CHANNELS",
+    "AnalyserSession",
+    "CalibrationTracker",
+    "ChannelSpec",
+    "FrameHub",
+    "FrameListener",
+    "FrameSignalBackend",
+    "FrameSnapshot",
+    "MockAutocal",
+    "ServomexAnalyser",
+    "ServomexAnalyserMock",
+    "ServomexBus",
+    "ServomexCalibration",
+    "ServomexChannel",
+    "ServomexConnector",
+    "SessionCommandBackend",
+    "SessionFactory",
+    "device_session_factory",
+    "select_channels",
+]

@@ -1,0 +1,157 @@
+"""One analyser channel (I1…I4, D1…D4, E1, E2) as an ophyd-async readable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bluesky.protocols import Reading as BlueskyReading
+from ophyd_async.core import StandardReadable, StandardReadableFormat
+
+from ..codec.errors import ErrorContext
+from ..codec.models import ChannelId, ChannelInfo
+from .hub import FrameHub, FrameSnapshot
+from .signals import (
+    UNIT_PRECISION,
+    FrameSignalR,
+    find_reading,
+    frame_signal,
+    severity_of,
+    units_of,
+    value_of,
+)
+
+__all__ = ["ServomexChannel"]
+
+
+class ServomexChannel(StandardReadable):
+    """The signals of one channel, all read from the analyser's frame hub.
+
+    ``value`` (float, hinted, NaN when the analyser sent no number) carries the units and
+    display precision in ``describe()`` and a severity (2 on fault, 1 on an alarm).
+    ``display_name`` and ``unit`` are configuration (``name`` is taken by the device's own
+    name). ``fault``, ``maintenance``, ``calibrating``, ``warming_up``, ``alarm1`` …
+    ``alarm4`` and ``ok`` (no fault and no alarm) are read with the value.
+
+    Channels are built by the analyser's connector when it learns the channel set; a
+    ``read()`` of a channel on its own is pinned to one frame, like the analyser's.
+    """
+
+    def __init__(
+        self,
+        info: ChannelInfo,
+        hub: FrameHub,
+        *,
+        source: str,
+        context: ErrorContext | None = None,
+        name: str = "",
+    ) -> None:
+        self.channel_id: ChannelId = info.channel
+        self.info: ChannelInfo = info
+        self._hub = hub
+        cid = info.channel
+        ctx = (context or ErrorContext()).merged(channel=cid.value)
+        base = f"{source}#{cid.value.lower()}"
+
+        def flag(field: str, index: int | None = None) -> FrameSignalR[bool]:
+            def extract(snapshot: FrameSnapshot) -> bool:
+                reading = find_reading(snapshot, cid)
+                if reading is None:
+                    return False
+                if index is not None:
+                    return reading.status.alarms[index]
+                return bool(getattr(reading.status, field))
+
+            label = field if index is None else f"alarm{index + 1}"
+            return frame_signal(
+                bool, hub, extract, source=f"{base}.{label}", default=False, context=ctx
+            )
+
+        with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
+            self.value = frame_signal(
+                float,
+                hub,
+                lambda s: value_of(find_reading(s, cid)),
+                source=f"{base}.value",
+                default=0.0,
+                units=units_of(info.unit, info.unit_text),
+                precision=UNIT_PRECISION.get(info.unit),
+                severity=lambda s: severity_of(find_reading(s, cid)),
+                context=ctx,
+            )
+        with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
+            self.fault = flag("fault")
+            self.maintenance = flag("maintenance")
+            self.calibrating = flag("calibrating")
+            self.warming_up = flag("warming_up")
+            self.alarm1 = flag("alarms", 0)
+            self.alarm2 = flag("alarms", 1)
+            self.alarm3 = flag("alarms", 2)
+            self.alarm4 = flag("alarms", 3)
+            self.ok = frame_signal(
+                bool,
+                hub,
+                lambda s: (r := find_reading(s, cid)) is not None and r.status.ok,
+                source=f"{base}.ok",
+                default=True,
+                context=ctx,
+            )
+        fallback_name = info.name or ""
+        fallback_unit = units_of(info.unit, info.unit_text)
+        with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
+            self.display_name = frame_signal(
+                str,
+                hub,
+                lambda s: _name_of(s, cid, fallback_name),
+                source=f"{base}.name",
+                default=fallback_name,
+                context=ctx,
+            )
+            self.unit = frame_signal(
+                str,
+                hub,
+                lambda s: _unit_of(s, cid, fallback_unit),
+                source=f"{base}.unit",
+                default=fallback_unit,
+                context=ctx,
+            )
+        super().__init__(name=name)
+
+    @property
+    def read_signals(self) -> tuple[FrameSignalR[Any], ...]:
+        """The signals ``read()`` reports, in order: value, the flags, ok."""
+        return (
+            self.value,
+            self.fault,
+            self.maintenance,
+            self.calibrating,
+            self.warming_up,
+            self.alarm1,
+            self.alarm2,
+            self.alarm3,
+            self.alarm4,
+            self.ok,
+        )
+
+    async def read(self) -> dict[str, BlueskyReading[Any]]:
+        """Every field of this channel from one frame (the triggered one, else the latest)."""
+        with self._hub.pinned():
+            return await super().read()
+
+    async def read_configuration(self) -> dict[str, BlueskyReading[Any]]:
+        """Display name and unit, from one frame."""
+        with self._hub.pinned():
+            return await super().read_configuration()
+
+
+def _name_of(snapshot: FrameSnapshot, channel: ChannelId, fallback: str) -> str:
+    reading = find_reading(snapshot, channel)
+    if reading is None:
+        return fallback
+    return reading.name or ""
+
+
+def _unit_of(snapshot: FrameSnapshot, channel: ChannelId, fallback: str) -> str:
+    reading = find_reading(snapshot, channel)
+    if reading is None:
+        return fallback
+    return units_of(reading.unit, reading.unit_text)

@@ -1,0 +1,110 @@
+"""What the devices need from a driver session, and how one is opened.
+
+A *session* is the driver's :class:`~ophyd_servomex.driver.Analyzer` (or anything shaped
+like it): the devices only use the methods listed in :class:`AnalyserSession`. A
+:data:`SessionFactory` opens one as an async context manager; the connector enters and
+leaves it inside its own long-lived owner task, so the driver's task groups are entered
+and exited in the same task, whatever task called ``connect()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, runtime_checkable
+
+from ..codec.models import (
+    CalGroupState,
+    DeviceInfo,
+    Frame,
+    ProtocolKind,
+    SerialSettings,
+)
+
+__all__ = ["AnalyserSession", "SessionFactory", "device_session_factory"]
+
+
+@runtime_checkable
+class AnalyserSession(Protocol):
+    """The part of the driver's ``Analyzer`` the ophyd-async devices use."""
+
+    @property
+    def protocol(self) -> ProtocolKind:
+        """The protocol in use (never AUTO once open)."""
+        ...
+
+    @property
+    def address(self) -> int | None:
+        """The Modbus address (``None`` or ignored in continuous mode)."""
+        ...
+
+    @property
+    def port(self) -> str:
+        """The port the session talks through."""
+        ...
+
+    @property
+    def dropped_frames(self) -> int:
+        """Bad or lost frames so far."""
+        ...
+
+    async def identify(self) -> DeviceInfo:
+        """Channel ids, names and units."""
+        ...
+
+    async def poll(self, *, wait_fresh: bool = True) -> Frame:
+        """One frame (Modbus: a fresh sweep; continuous: the next broadcast, or the latest)."""
+        ...
+
+    def subscribe(self) -> Any:
+        """Every frame from now on, as an async iterator with ``close()``."""
+        ...
+
+    async def start_calibration(self, group: int, *, confirm: bool = False) -> Any:
+        """Pulse the start coil of ``group`` (Modbus only, needs ``confirm=True``)."""
+        ...
+
+    async def stop_calibration(self, *, confirm: bool = False) -> Any:
+        """Pulse the stop-all coil (Modbus only, needs ``confirm=True``)."""
+        ...
+
+    async def calibration_status(self, group: int) -> CalGroupState:
+        """The state of one autocalibration group."""
+        ...
+
+
+SessionFactory = Callable[[], AbstractAsyncContextManager[AnalyserSession]]
+"""Opens a session; the connector enters it in its owner task and leaves it there."""
+
+
+def device_session_factory(
+    port: str,
+    *,
+    protocol: ProtocolKind,
+    address: int,
+    serial_settings: SerialSettings | None,
+    timeout: float,
+    expected_period: float,
+    inter_frame_idle: float | None = None,
+) -> SessionFactory:
+    """A factory opening a stand-alone session with the driver's ``open_device``."""
+
+    @asynccontextmanager
+    async def open_session() -> AsyncIterator[AnalyserSession]:
+        from ..driver import DEFAULT_INTER_FRAME_IDLE, open_device
+
+        async with open_device(
+            port,
+            protocol=protocol,
+            address=address,
+            serial_settings=serial_settings,
+            timeout=timeout,
+            identify=True,
+            expected_period=expected_period,
+            inter_frame_idle=(
+                DEFAULT_INTER_FRAME_IDLE if inter_frame_idle is None else inter_frame_idle
+            ),
+        ) as analyzer:
+            yield analyzer
+
+    return open_session
