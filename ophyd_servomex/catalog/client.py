@@ -109,7 +109,9 @@ def _open_embedded(location: CatalogLocation) -> Any:
     with warnings.catch_warnings():
         # httpx + starlette's test client (the in-process transport) warn about deprecations
         # that are tiled's to fix; they must not reach users or break warnings-as-errors runs.
-        warnings.filterwarnings("ignore", message=r".*lifespans are deprecated.*")
+        from starlette.exceptions import StarletteDeprecationWarning
+
+        warnings.filterwarnings("ignore", category=StarletteDeprecationWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         from tiled.catalog import from_uri
         from tiled.client import Context, from_context

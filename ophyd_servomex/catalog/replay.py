@@ -31,28 +31,34 @@ def get_run(catalog: Any, key: str | int) -> Any:
         raise CatalogError(
             f"a run key is a uid, a scan id or an index, not {key!r}", location=where
         )
-    if isinstance(key, str):
-        text = key.strip()
-        if _INTEGER.fullmatch(text):
-            try:
-                return get_run(catalog, int(text))
-            except RunNotFoundError:
-                if len(text.lstrip("+-")) < _MIN_PARTIAL_UID or text.startswith(("+", "-")):
-                    raise
-            return _by_uid(catalog, text, key, where)
+    if isinstance(key, int):
+        return _by_number(catalog, key, key, where)
+    text = key.strip()
+    if not _INTEGER.fullmatch(text):
         return _by_uid(catalog, text, key, where)
-    if key == 0:
-        raise CatalogError("scan ids start at 1 and indexes from the end at -1", location=where)
-    if key > 0:
-        try:
-            return catalog[key]
-        except KeyError:
-            raise RunNotFoundError(f"no run has scan_id {key}", key=key, location=where) from None
     try:
-        return catalog.values()[key]
+        return _by_number(catalog, int(text), key, where)
+    except RunNotFoundError:
+        if text.startswith(("+", "-")) or len(text) < _MIN_PARTIAL_UID:
+            raise
+    return _by_uid(catalog, text, key, where)
+
+
+def _by_number(catalog: Any, number: int, key: object, where: str) -> Any:
+    if number == 0:
+        raise CatalogError("scan ids start at 1 and indexes from the end at -1", location=where)
+    if number > 0:
+        try:
+            return catalog[number]
+        except KeyError:
+            raise RunNotFoundError(
+                f"no run has scan_id {number}", key=key, location=where
+            ) from None
+    try:
+        return catalog.values()[number]
     except IndexError:
         raise RunNotFoundError(
-            f"the catalog holds fewer than {-key} run(s)", key=key, location=where
+            f"the catalog holds fewer than {-number} run(s)", key=key, location=where
         ) from None
 
 
