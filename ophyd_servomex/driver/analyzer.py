@@ -226,8 +226,7 @@ class Analyzer:
         except BaseException:
             self._open = False
             self._hub.close()
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
+            await stack.aclose()
             raise
         return self
 
@@ -309,8 +308,7 @@ class Analyzer:
         self._open = False
         self._hub.close()
         if self._stack is not None:
-            with anyio.CancelScope(shield=True):
-                await self._stack.aclose()
+            await self._stack.aclose()
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ subscribers receive every frame already decoded, then the error; :meth:`poll` ra
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
@@ -21,11 +22,12 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskGroup, TaskStatus
 
-from ..codec.continuous import ContinuousDecoder
+from ..codec.continuous import ContinuousDecoder, frame_length, parse_frame
 from ..codec.errors import (
     ErrorContext,
     ServomexConnectionError,
     ServomexError,
+    ServomexProtocolError,
     ServomexTimeoutError,
 )
 from ..codec.models import Frame, ProtocolKind
@@ -36,6 +38,30 @@ __all__ = ["ContinuousClient"]
 _LOGGER = logging.getLogger(__name__)
 
 _PROTOCOL = ProtocolKind.CONTINUOUS_ASCII.value
+_MAX_CHANNELS = 10
+
+
+def rescue_frame(line: bytes, timestamp: float) -> Frame | None:
+    """The whole frame at the end of a bad line, if there is one.
+
+    A frame cut short (a truncated broadcast, a glitch that ate the line end) runs into
+    the next frame on the same line; the decoder then rejects both. Frames have a fixed
+    length for their channel count (39 + 33·N), so the tail of the line is tried for each
+    N: a tail that starts with the frame's space and passes every check is the good frame.
+    """
+    body = line[:-1] if line.endswith(b"\r") else line
+    for n in range(1, _MAX_CHANNELS + 1):
+        size = frame_length(n)
+        if len(body) <= size:
+            break
+        tail = body[-size:]
+        if tail[:1] != b" " or tail[31:33] != b"%02d" % n:
+            continue
+        try:
+            return parse_frame(tail, timestamp=timestamp)
+        except ServomexError:
+            continue
+    return None
 
 
 class ContinuousClient:
@@ -69,6 +95,8 @@ class ContinuousClient:
         self._lost: ServomexConnectionError | None = None
         self.bytes_received = 0
         """Bytes read from the port by the receive loop."""
+        self.rescued_frames = 0
+        """Good frames recovered from the end of a bad line (see :func:`rescue_frame`)."""
 
     # --- state ----------------------------------------------------------------------------
 
@@ -131,15 +159,26 @@ class ContinuousClient:
                 chunk = await self._transport.receive()
                 self.bytes_received += len(chunk)
                 for item in self._decoder.feed(chunk):
-                    if isinstance(item, ServomexError):
-                        item.with_context(port=self.port or None, protocol=_PROTOCOL)
-                    self._hub.publish(item)
+                    self._publish(item)
         except ServomexConnectionError as exc:
             self._link_lost(exc)
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             self._link_lost(self._wrap(exc))
         except OSError as exc:
             self._link_lost(self._wrap(exc))
+
+    def _publish(self, item: Frame | ServomexProtocolError) -> None:
+        if isinstance(item, Frame):
+            self._hub.publish(item)
+            return
+        item.with_context(port=self.port or None, protocol=_PROTOCOL)
+        self._hub.publish(item)
+        line = item.context.response
+        if line:
+            frame = rescue_frame(line, time.time())
+            if frame is not None:
+                self.rescued_frames += 1
+                self._hub.publish(frame)
 
     def _wrap(self, exc: BaseException) -> ServomexConnectionError:
         error = ServomexConnectionError(

@@ -1,4 +1,4 @@
-"""Fixtures for the driver tests: the anyio backend."""
+"""Fixtures for the driver tests."""
 
 from __future__ import annotations
 
