@@ -106,7 +106,7 @@ async def test_the_server_dropping_the_link_mid_receive_is_a_lost_link(
     assert errors[0].context.port == bridge.url
 
 
-async def test_a_receive_is_cancellable(rfc2217_bridge_factory: Any) -> None:
+async def test_a_receive_is_cancellable_and_closing_wakes_it(rfc2217_bridge_factory: Any) -> None:
     with anyio.fail_after(20):
         async with open_pty_pair() as pair:
             bridge = rfc2217_bridge_factory(pair.path)
@@ -116,7 +116,21 @@ async def test_a_receive_is_cancellable(rfc2217_bridge_factory: Any) -> None:
             assert scope.cancelled_caught
             await pair.master.send(b"after")  # nothing was lost to the cancelled read
             assert await _receive_at_least(client, 5) == b"after"
-            await client.aclose()
+
+            errors: list[BaseException] = []
+
+            async def read() -> None:
+                try:
+                    await client.receive()
+                except ServomexConnectionError as exc:
+                    errors.append(exc)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                await anyio.sleep(0.1)
+                await client.aclose()  # wakes the reader within one read slice
+    assert len(errors) == 1
+    assert isinstance(errors[0], TransportClosedError)
 
 
 async def test_a_refused_connection_names_the_port() -> None:
