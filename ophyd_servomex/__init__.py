@@ -15,7 +15,17 @@ from .codec import __all__ as _codec_all
 __version__ = "0.1.0"
 
 # name -> module that defines it, imported lazily on first attribute access
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "Analyzer": ".driver",
+    "open_device": ".driver",
+    "StreamingSession": ".driver",
+    "ContinuousClient": ".driver",
+    "ModbusClient": ".driver",
+    "detect_protocol": ".driver",
+    "ServomexAnalyser": ".devices",
+    "ServomexChannel": ".devices",
+    "ServomexBus": ".devices",
+}
 
 __all__ = [*_codec_all, *_LAZY, "__version__"]
 
