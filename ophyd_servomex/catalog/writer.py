@@ -90,6 +90,9 @@ class _RunCallback:
 class JournaledWriter:
     """A RunEngine callback: journal every document, then write it with ``TiledWriter``.
 
+    ``writer_factory(client, batch_size=...)`` makes each run's catalog writer (by default
+    ``bluesky_tiled_plugins.TiledWriter``; pass e.g. ``functools.partial(TiledWriter,
+    normalizer=None)`` to skip its per-event validation).
     ``failed_runs`` lists the uids whose documents stayed in ``backup_directory``;
     ``written_runs`` those that reached the catalog completely.
     """
@@ -101,9 +104,12 @@ class JournaledWriter:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         fsync_interval: float | None = 1.0,
+        writer_factory: Callable[..., Callable[[str, dict[str, Any]], None]] | None = None,
     ) -> None:
-        from bluesky_tiled_plugins import TiledWriter
-        from event_model import RunRouter
+        if writer_factory is None:
+            from bluesky_tiled_plugins import TiledWriter
+
+            writer_factory = TiledWriter
 
         self.backup_directory = Path(backup_directory)
         self.backup_directory.mkdir(parents=True, exist_ok=True)
@@ -111,28 +117,57 @@ class JournaledWriter:
         self.fsync_interval = fsync_interval
         self.failed_runs: list[str] = []
         self.written_runs: list[str] = []
-        self._tiled_writer_class = TiledWriter
+        self._writer_factory = writer_factory
         # fetched once, so the per-run TiledWriter does not ask the server again
         self._client = catalog.include_data_sources()
-        self._router = RunRouter([self._factory])
+        self._runs: dict[str, _RunCallback] = {}
+        self._run_of: dict[str, str] = {}  # descriptor / resource uid -> run uid
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        self._router(name, doc)
+        """Route a document to its run (documents pass through unchanged, events stay events)."""
+        if name == "start":
+            uid = str(doc["uid"])
+            self._runs[uid] = self._start_run(uid)
+        else:
+            found = self._run_for(name, doc)
+            if found is None:
+                logger.warning("a %r document belongs to no open run: not written", name)
+                return
+            uid = found
+            if name in ("descriptor", "resource", "stream_resource") and "uid" in doc:
+                self._run_of[str(doc["uid"])] = uid
+        callback = self._runs[uid]
+        try:
+            callback(name, doc)
+        finally:
+            if name == "stop":
+                del self._runs[uid]
+                self._run_of = {k: v for k, v in self._run_of.items() if v != uid}
+
+    def _run_for(self, name: str, doc: dict[str, Any]) -> str | None:
+        """The open run a (non-start) document belongs to."""
+        for field_name in ("run_start", "descriptor", "resource", "stream_resource"):
+            ref = doc.get(field_name)
+            if isinstance(ref, str):
+                uid = ref if field_name == "run_start" else self._run_of.get(ref)
+                if uid in self._runs:
+                    return uid
+        # documents without a back-reference (an old-style resource, say) go to the only run
+        return next(iter(self._runs)) if len(self._runs) == 1 else None
 
     def journal_path(self, uid: str) -> Path:
         """Where the journal of run ``uid`` is (or was) kept."""
         return self.backup_directory / f"{uid}.jsonl"
 
-    def _factory(self, name: str, start: dict[str, Any]) -> tuple[list[Any], list[Any]]:
-        uid = str(start["uid"])
+    def _start_run(self, uid: str) -> _RunCallback:
         journal: RunJournal | None
         try:
             journal = RunJournal(self.journal_path(uid), fsync_interval=self.fsync_interval)
         except OSError:
             logger.exception("run %s: cannot open its journal; writing without one", uid)
             journal = None
-        writer = self._tiled_writer_class(self._client, batch_size=self.batch_size)
-        return [_RunCallback(self, uid, journal, writer)], []
+        writer = self._writer_factory(self._client, batch_size=self.batch_size)
+        return _RunCallback(self, uid, journal, writer)
 
 
 @dataclass
@@ -166,6 +201,7 @@ def subscribe_writer(
     fsync_interval: float | None = 1.0,
     seed_scan_id: bool = True,
     recover_pending: bool = True,
+    writer_factory: Callable[..., Callable[[str, dict[str, Any]], None]] | None = None,
 ) -> CatalogSubscription:
     """Subscribe a journaled ``TiledWriter`` for ``catalog`` to the RunEngine ``RE``.
 
@@ -173,7 +209,8 @@ def subscribe_writer(
     server in the user data directory. With ``seed_scan_id`` the RunEngine's ``scan_id``
     continues from the catalog's highest; with ``recover_pending`` runs left in the backup
     directory by an earlier crash or outage are replayed first (a failure there is logged, not
-    raised). Returns a :class:`CatalogSubscription`; call its ``unsubscribe()`` to stop.
+    raised). ``writer_factory`` is passed to :class:`JournaledWriter`. Returns a
+    :class:`CatalogSubscription`; call its ``unsubscribe()`` to stop.
     """
     from .recovery import recover
     from .scan_ids import seed_scan_id as seed
@@ -193,7 +230,11 @@ def subscribe_writer(
             logger.exception("replaying the backup directory %s failed", directory)
     scan_id = seed(RE, catalog) if seed_scan_id else int(RE.md.get("scan_id", 0))
     writer = JournaledWriter(
-        catalog, directory, batch_size=batch_size, fsync_interval=fsync_interval
+        catalog,
+        directory,
+        batch_size=batch_size,
+        fsync_interval=fsync_interval,
+        writer_factory=writer_factory,
     )
     token = RE.subscribe(writer)
     return CatalogSubscription(RE, token, writer, scan_id, recovered)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -278,3 +279,69 @@ def test_importing_the_package_and_catalog_does_not_import_tiled() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- routing documents to runs ------------------------------------------------------------
+
+
+class _StubCatalog:
+    def include_data_sources(self) -> _StubCatalog:
+        return self
+
+
+class _Recorder:
+    """A writer_factory whose writers record what they get (one list per run)."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[tuple[str, dict[str, object]]]] = []
+
+    def __call__(
+        self, client: object, *, batch_size: int
+    ) -> Callable[[str, dict[str, object]], None]:
+        received: list[tuple[str, dict[str, object]]] = []
+        self.runs.append(received)
+        return lambda name, doc: received.append((name, doc))
+
+
+def test_interleaved_runs_get_their_own_journal_and_writer(tmp_path: Path) -> None:
+    from ophyd_servomex.catalog import JournaledWriter
+
+    recorder = _Recorder()
+    writer = JournaledWriter(_StubCatalog(), tmp_path, writer_factory=recorder, batch_size=7)
+    a = [
+        ("start", {"uid": "run-a", "time": 1.0}),
+        ("descriptor", {"uid": "da", "run_start": "run-a", "name": "primary"}),
+        ("event", {"uid": "ea1", "descriptor": "da", "seq_num": 1}),
+        ("stop", {"uid": "sa", "run_start": "run-a", "exit_status": "success"}),
+    ]
+    b = [
+        ("start", {"uid": "run-b", "time": 2.0}),
+        ("descriptor", {"uid": "db", "run_start": "run-b", "name": "primary"}),
+        ("resource", {"uid": "rb", "run_start": "run-b", "spec": "X"}),
+        ("datum", {"datum_id": "rb/0", "resource": "rb"}),
+        ("event", {"uid": "eb1", "descriptor": "db", "seq_num": 1}),
+        ("event_page", {"descriptor": "db", "seq_num": [2, 3]}),
+    ]
+    order = [a[0], b[0], a[1], b[1], b[2], a[2], b[3], b[4], a[3], b[5]]
+    for name, doc in order:
+        writer(name, doc)
+    assert recorder.runs == [a, b]  # events stay events: nothing is repacked
+    assert writer.written_runs == ["run-a"]
+    assert not (tmp_path / "run-a.jsonl").exists()  # written: its journal is gone
+    assert read_journal(tmp_path / "run-b.jsonl") == b  # still open, locked, complete so far
+    assert journal_is_locked(tmp_path / "run-b.jsonl")
+    writer("stop", {"uid": "sb", "run_start": "run-b", "exit_status": "abort"})
+    assert writer.written_runs == ["run-a", "run-b"]
+    assert list(tmp_path.glob("*.jsonl")) == []
+
+
+def test_a_document_of_no_open_run_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ophyd_servomex.catalog import JournaledWriter
+
+    recorder = _Recorder()
+    writer = JournaledWriter(_StubCatalog(), tmp_path, writer_factory=recorder)
+    writer("event", {"descriptor": "nowhere", "seq_num": 1})
+    assert recorder.runs == []
+    assert "belongs to no open run" in caplog.text
