@@ -15,7 +15,7 @@ from .channels import SimAlarm, SimChannel, bench_channels
 from .dispatch import answer
 from .faults import DEFAULT_GARBAGE, Delivery, Fault, FaultInjector, Framing, apply_fault
 from .modbus import DEFAULT_MIN_GAP, DEFAULT_TURNAROUND, ModbusSlave
-from .server import SimConfig, SimHandle, serve_memory, serve_pty, serve_tcp
+from .server import MemorySimHandle, SimConfig, SimHandle, serve_memory, serve_pty, serve_tcp
 from .splitter import AsciiRequestSplitter, Received, RtuRequestSplitter
 from .thread import SimulatorThread
 from .wirelog import DEFAULT_LOG_SIZE, Direction, WireEvent, WireKind, WireLog
@@ -36,6 +36,7 @@ __all__ = [
     "Fault",
     "FaultInjector",
     "Framing",
+    "MemorySimHandle",
     "ModbusSlave",
     "Received",
     "RtuRequestSplitter",

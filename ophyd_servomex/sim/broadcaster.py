@@ -106,11 +106,13 @@ class ContinuousBroadcaster:
         return max(0, math.ceil((after - self._epoch) / self.period - 1e-9))
 
     async def _broadcast(self, stream: anyio.abc.ByteStream, persistent: bool) -> None:
-        if self._epoch is None:
-            self._epoch = self._clock()
         if self.period == 0:
             await anyio.sleep_forever()
-        slot = self._next_slot(self._clock())
+        if self._epoch is None:
+            self._epoch = self._clock()
+            slot = 0
+        else:
+            slot = self._next_slot(self._clock())
         while True:
             await anyio.sleep(max(0.0, self._epoch + slot * self.period - self._clock()))
             await self._send_frame(stream, persistent)

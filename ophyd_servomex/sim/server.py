@@ -31,7 +31,7 @@ from .faults import FaultInjector, Framing
 from .modbus import ModbusSlave
 from .wirelog import DEFAULT_LOG_SIZE, WireLog
 
-__all__ = ["SimConfig", "SimHandle", "serve_memory", "serve_pty", "serve_tcp"]
+__all__ = ["MemorySimHandle", "SimConfig", "SimHandle", "serve_memory", "serve_pty", "serve_tcp"]
 
 _FRAMING = {
     ProtocolKind.CONTINUOUS_ASCII: Framing.CONTINUOUS,
@@ -136,6 +136,23 @@ class SimHandle:
         return f"SimHandle({self.port!r}, {self.config.mode.value}, addresses={addresses})"
 
 
+class MemorySimHandle(SimHandle):
+    """The handle :func:`serve_memory` yields: ``transport`` is the client's end."""
+
+    def __init__(
+        self,
+        port: str,
+        config: SimConfig,
+        analysers: tuple[SimAnalyser, ...],
+        log: WireLog,
+        faults: FaultInjector,
+        transport: Transport,
+    ) -> None:
+        super().__init__(port, config, analysers, log, faults, transport)
+        self.transport: Transport = transport
+        """The client's end of the in-memory link."""
+
+
 class _Engine:
     """The mode's server (Modbus slave or broadcaster) with its log and faults."""
 
@@ -172,7 +189,7 @@ class _Engine:
 
 
 @asynccontextmanager
-async def serve_memory(config: SimConfig | None = None) -> AsyncIterator[SimHandle]:
+async def serve_memory(config: SimConfig | None = None) -> AsyncIterator[MemorySimHandle]:
     """Serve over an in-memory link; ``handle.transport`` is the client's end.
 
     The link carries ``config.settings`` so a client such as anymodbus times frames at the
@@ -183,7 +200,9 @@ async def serve_memory(config: SimConfig | None = None) -> AsyncIterator[SimHand
     async with anyio.create_task_group() as tg:
         tg.start_soon(engine.server.serve, server_end)
         try:
-            yield engine.handle(client.port, client)
+            yield MemorySimHandle(
+                client.port, engine.config, engine.analysers, engine.log, engine.faults, client
+            )
         finally:
             tg.cancel_scope.cancel()
             await server_end.aclose()

@@ -86,8 +86,12 @@ class RequestSplitter:
         if deadline is None or now < deadline:
             return []
         out: list[Received] = []
-        self._discard(len(self._buf), "incomplete request cut off by line silence", out, now)
+        self._discard(len(self._buf), self._silence_reason(), out, now)
         return out
+
+    def _silence_reason(self) -> str:
+        """Why the bytes held when the line fell silent are discarded."""
+        return "incomplete request cut off by line silence"
 
     def reset(self) -> None:
         """Forget everything held (a new client)."""
@@ -129,6 +133,12 @@ class RtuRequestSplitter(RequestSplitter):
             data, started, ended = self._take(length)
             out.append(Received(data, started, ended, address=data[0], pdu=data[1:-2]))
 
+    def _silence_reason(self) -> str:
+        length = rtu_request_length(bytes(self._buf))
+        if length is not None and length <= len(self._buf):
+            return "bad CRC (or not a request)"
+        return super()._silence_reason()
+
     def _find(self) -> tuple[int, int] | None:
         """The first (position, length) of a complete request with a good CRC."""
         buf = bytes(self._buf)
@@ -153,8 +163,9 @@ class AsciiRequestSplitter(RequestSplitter):
     def _split(self, out: list[Received]) -> None:
         while self._buf:
             colon = self._buf.find(b":")
-            if colon < 0:
-                self._discard(len(self._buf), "bytes outside an ASCII frame", out)
+            if colon < 0:  # junk: held until a ':' or silence, so it is logged in one piece
+                if len(self._buf) > self.MAX_LINE:
+                    self._discard(len(self._buf), "bytes outside an ASCII frame", out)
                 return
             if colon:
                 self._discard(colon, "bytes outside an ASCII frame", out)
