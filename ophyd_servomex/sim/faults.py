@@ -46,6 +46,17 @@ DEFAULT_GARBAGE = b"\xa5\x5a\x00\xff"
 class Fault(StrEnum):
     """The faults the simulator can inject."""
 
+    @classmethod
+    def parse(cls, value: str | Fault) -> Fault:
+        """``Fault.DROP`` or ``"drop"``; anything else raises ``ServomexValidationError``."""
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(f.value for f in cls)
+            raise ServomexValidationError(
+                f"unknown fault {value!r}; expected one of {known}"
+            ) from None
+
     CORRUPT_CHECKSUM = "corrupt_checksum"
     TRUNCATE = "truncate"
     GARBAGE = "garbage"
@@ -58,6 +69,17 @@ class Fault(StrEnum):
 
 class Framing(StrEnum):
     """What kind of frame a fault is applied to."""
+
+    @classmethod
+    def parse(cls, value: str | Framing) -> Framing:
+        """``Framing.RTU`` or ``"rtu"``; anything else raises ``ServomexValidationError``."""
+        try:
+            return cls(value)
+        except ValueError:
+            known = ", ".join(f.value for f in cls)
+            raise ServomexValidationError(
+                f"unknown framing {value!r}; expected one of {known}"
+            ) from None
 
     RTU = "rtu"
     ASCII = "ascii"
@@ -105,14 +127,14 @@ class FaultInjector:
     """A thread-safe queue of pending fault injections for one link."""
 
     def __init__(self, framing: Framing) -> None:
-        self.framing = Framing(framing)
+        self.framing = Framing.parse(framing)
         self._pending: deque[_Pending] = deque()
         self._lock = threading.Lock()
         self._applied = 0
 
     def inject(self, fault: Fault | str, count: int = 1, **params: Any) -> None:
         """Apply ``fault`` to the next ``count`` frames sent (after earlier injections)."""
-        kind = Fault(fault)
+        kind = Fault.parse(fault)
         if count < 1:
             raise ServomexValidationError(f"count must be ≥ 1, not {count!r}")
         unknown = set(params) - _PARAMS[kind]

@@ -64,7 +64,7 @@ class ModbusSlave:
         seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.framing = Framing(framing)
+        self.framing = Framing.parse(framing)
         if self.framing is Framing.CONTINUOUS:
             raise ServomexValidationError("a Modbus slave frames RTU or ASCII, not continuous")
         by_address: dict[int, SimAnalyser] = {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from simhelpers import FakeClock
 
 from ophyd_servomex.codec.modbus_frames import encode_ascii, encode_rtu
@@ -172,3 +174,52 @@ def test_ascii_silence_and_overlong() -> None:
     out = splitter.feed(b":" + b"0" * 600, 3.0)
     assert [len(r.data) for r in out] == [601]
     assert splitter.pending == 0
+
+
+# --- properties ----------------------------------------------------------------------------
+
+REQUESTS = [
+    bytes.fromhex(h)
+    for h in ("0400000046", "0200000050", "0203E80010", "080000ABCD", "050000FF00", "0100000009")
+]
+
+
+@given(
+    st.lists(st.sampled_from(REQUESTS), min_size=1, max_size=8),
+    st.lists(st.integers(1, 12), min_size=1, max_size=30),
+    st.sampled_from(["rtu", "ascii"]),
+)
+def test_any_chunking_yields_the_same_requests(
+    pdus: list[bytes], cuts: list[int], framing: str
+) -> None:
+    encode = encode_rtu if framing == "rtu" else encode_ascii
+    stream = b"".join(encode(30, pdu) for pdu in pdus)
+    splitter = RtuRequestSplitter() if framing == "rtu" else AsciiRequestSplitter()
+    out: list[Received] = []
+    position, i = 0, 0
+    while position < len(stream):
+        size = cuts[i % len(cuts)]
+        out += splitter.feed(stream[position : position + size], 1.0)
+        position += size
+        i += 1
+    assert [r.pdu for r in out] == pdus
+    assert splitter.pending == 0
+
+
+@given(st.binary(max_size=300), st.sampled_from(["rtu", "ascii"]))
+def test_splitters_never_raise(data: bytes, framing: str) -> None:
+    splitter = RtuRequestSplitter() if framing == "rtu" else AsciiRequestSplitter()
+    out = splitter.feed(data, 1.0) + splitter.expire(10.0)
+    assert sum(len(r.data) for r in out) == len(data)  # every byte accounted for
+    assert splitter.pending == 0
+
+
+@given(st.binary(max_size=20))
+def test_dispatch_answers_any_pdu(pdu: bytes) -> None:
+    analyser = SimAnalyser(bench_channels(noisy=False), clock=FakeClock())
+    reply = answer(analyser, pdu)
+    if pdu:
+        assert reply[0] & 0x7F == pdu[0] & 0x7F
+    if reply[0] & 0x80:
+        assert len(reply) == 2
+        assert reply[1] in (1, 2, 3)

@@ -221,8 +221,10 @@ def test_injection_validation() -> None:
         modbus.inject(Fault.DROP, count=0)
     with pytest.raises(ServomexValidationError):
         modbus.inject(Fault.DELAY, keep=3)
-    with pytest.raises(ValueError, match="nonsense"):
+    with pytest.raises(ServomexValidationError, match="nonsense"):
         modbus.inject("nonsense")
+    with pytest.raises(ServomexValidationError):
+        FaultInjector("serial")  # type: ignore[arg-type]
     line = FaultInjector(Framing.CONTINUOUS)
     with pytest.raises(ServomexValidationError):
         line.inject(Fault.WRONG_ADDRESS)
