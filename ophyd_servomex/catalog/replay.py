@@ -130,7 +130,7 @@ def run_summary(run: Any) -> dict[str, Any]:
     Keys: ``uid``, ``scan_id``, ``plan_name``, ``start_time``, ``stop_time`` (``None`` while
     running), ``duration``, ``exit_status`` (``None`` while running), ``reason``, ``streams``
     (names), ``num_events`` (per stream, from the stop document, else counted) and
-    ``data_keys`` (per stream: data key -> units, ``None`` when it has none).
+    ``data_keys`` (per stream: data key -> units, ``None`` when it has none; keys sorted).
     """
     start = dict(run.metadata.get("start") or {})
     stop = dict(run.metadata.get("stop") or {})
@@ -138,7 +138,7 @@ def run_summary(run: Any) -> dict[str, Any]:
     data_keys: dict[str, dict[str, str | None]] = {}
     for name in streams:
         described = run[name].metadata.get("data_keys", {})
-        data_keys[name] = {key: described[key].get("units") for key in described}
+        data_keys[name] = {key: described[key].get("units") for key in sorted(described)}
     num_events = dict(stop.get("num_events") or {})
     for name in streams:
         if name not in num_events:

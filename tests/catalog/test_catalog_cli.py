@@ -1,0 +1,139 @@
+"""``ophyd-servomex runs`` and ``ophyd-servomex replay`` on an embedded catalog."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+import pytest
+from bluesky import RunEngine
+from catalog_helpers import CHANNEL_UNITS, DATA_KEYS, channel_value, connected_analyser, counting
+
+from ophyd_servomex.catalog import CATALOG_ENV, close_catalog, open_catalog, subscribe_writer
+from ophyd_servomex.cli import catalog as catalog_cli
+
+NUM = 3
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    location = tmp_path_factory.mktemp("cli") / "catalog"
+    catalog = open_catalog(location)
+    RE = RunEngine({})
+    subscription = subscribe_writer(RE, catalog)
+    analyser = connected_analyser()
+    uids = [RE(counting(analyser, NUM))[0], RE(counting(analyser, NUM))[0]]
+    subscription.unsubscribe()
+    close_catalog(catalog)
+    return location, uids
+
+
+def cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="ophyd-servomex")
+    catalog_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    status: int = args.func(args)
+    return status
+
+
+def test_runs_lists_newest_first(
+    two_runs: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    location, uids = two_runs
+    assert cli("runs", "--catalog", str(location)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["scan_id", "uid", "plan", "started", "status", "events"]
+    rows = [line.split() for line in lines[1:]]
+    assert [row[0] for row in rows] == ["2", "1"]
+    assert [row[1] for row in rows] == [uids[1][:8], uids[0][:8]]
+    assert all(row[2] == "count" and row[-2] == "success" and row[-1] == str(NUM) for row in rows)
+    assert cli("runs", "--catalog", str(location), "--limit", "1") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_format_runs_columns_line_up() -> None:
+    rows = [
+        {
+            "scan_id": 12,
+            "uid": "0123456789abcdef",
+            "plan_name": "count",
+            "start_time": None,
+            "exit_status": None,
+            "num_events": None,
+        },
+    ]
+    assert catalog_cli.format_runs(rows).splitlines() == [
+        "scan_id  uid       plan   started  status    events",
+        "12       01234567  count  -        running?  -",
+    ]
+
+
+def test_replay_prints_summary_and_table_and_writes_csv(
+    two_runs: tuple[Path, list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    location, uids = two_runs
+    monkeypatch.setenv(CATALOG_ENV, str(location))  # no --catalog: the environment names it
+    target = tmp_path / "run.csv"
+    assert cli("replay", "-1", "--csv", str(target)) == 0
+    out = capsys.readouterr().out
+    assert f"uid:         {uids[1]}" in out
+    assert "scan_id:     2" in out
+    assert "plan:        count" in out
+    assert "exit_status: success" in out
+    units = ", ".join(f"{key} [{CHANNEL_UNITS[key.split('-')[1]]}]" for key in sorted(DATA_KEYS))
+    assert f"stream primary: {NUM} event(s); {units}" in out
+    assert f"wrote {NUM} row(s) to {target}" in out
+    with target.open() as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["seq_num", "time", *sorted(DATA_KEYS)]
+    assert [int(row["seq_num"]) for row in rows] == [1, 2, 3]
+    for index, key in enumerate(DATA_KEYS):
+        assert [float(row[key]) for row in rows] == [channel_value(index, s) for s in (1, 2, 3)]
+
+
+def test_replay_by_scan_id_and_partial_uid(
+    two_runs: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    location, uids = two_runs
+    assert cli("replay", "1", "--catalog", str(location)) == 0
+    assert f"uid:         {uids[0]}" in capsys.readouterr().out
+    assert cli("replay", uids[1][:6], "--catalog", str(location), "--rows", "2") == 0
+    out = capsys.readouterr().out
+    assert f"uid:         {uids[1]}" in out
+    assert "... 1 more row(s) ..." in out
+
+
+def test_replay_of_a_missing_run_fails_cleanly(
+    two_runs: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    location, _ = two_runs
+    assert cli("replay", "77", "--catalog", str(location)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: no run has scan_id 77")
+    assert cli("replay", "-1", "--catalog", str(location), "--stream", "baseline") == 1
+    assert "no stream 'baseline'" in capsys.readouterr().err
+    assert cli("runs", "--catalog", "mongodb://nowhere/x") == 1
+    assert "unsupported catalog location scheme" in capsys.readouterr().err
+
+
+def test_runs_with_nothing_to_show(
+    two_runs: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    location, _ = two_runs
+    assert cli("runs", "--catalog", str(location), "--limit", "0") == 0
+    assert capsys.readouterr().out.strip() == "no runs"
+
+
+def test_the_commands_are_registered_with_the_main_cli(
+    two_runs: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ophyd_servomex.cli import main
+
+    location, _ = two_runs
+    assert main(["runs", "--catalog", str(location), "--limit", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[0] == "2"
