@@ -4,7 +4,10 @@ In continuous mode the analyser talks and never listens, so the receive loop is 
 and only reader of the port (nothing is ever written). Every chunk goes through the
 codec's :class:`ContinuousDecoder`; each good frame becomes the hub's latest frame and
 reaches every subscriber, each bad line is counted in :attr:`dropped_frames` and published
-as an error (so sample streams can show it), and decoding resumes at the next line.
+as an error (so sample streams can show it), and decoding resumes at the next line. A
+frame cut short runs into the next one on the same line; the whole frame at the end of
+such a line is recovered (:func:`rescue_frame`), so a truncated or garbage-prefixed
+broadcast costs only itself.
 
 When the link is lost the hub is closed with the :class:`ServomexConnectionError`:
 subscribers receive every frame already decoded, then the error; :meth:`poll` raises it.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ophyd_servomex.codec.errors import ServomexChecksumError, ServomexConnectionError
 from ophyd_servomex.codec.models import ChannelId, Frame, Reading
@@ -96,3 +98,20 @@ async def test_wait_change_wakes_on_publish() -> None:
         hub.publish(frame(3))
         with anyio.fail_after(1):
             await woke.wait()
+
+
+@settings(max_examples=60, deadline=None)
+@given(published=st.integers(0, 40), size=st.integers(1, 10))
+def test_overflow_keeps_the_newest_items_and_counts_the_rest(published: int, size: int) -> None:
+    async def scenario() -> tuple[list[float], int]:
+        hub = FrameHub()
+        sub = hub.subscribe(buffer_size=size)
+        for i in range(published):
+            hub.publish(frame(i))
+        hub.close()
+        return [f.timestamp async for f in sub], sub.dropped
+
+    got, dropped = anyio.run(scenario)
+    kept = min(published, size)
+    assert got == [float(i) for i in range(published - kept, published)]
+    assert dropped == published - kept
