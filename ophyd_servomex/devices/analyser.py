@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bluesky.protocols import Reading as BlueskyReading
@@ -81,6 +81,9 @@ class ServomexAnalyser(StandardReadable):
     from it), ``inter_frame_idle`` the Modbus line silence before each request (driver
     default 50 ms, which the real unit needs; a zero-latency simulator can take less).
 
+    ``session_factory`` replaces all of that with a callable opening any session shaped
+    like the driver's ``Analyzer`` (see :mod:`ophyd_servomex.devices.session`).
+
     ``trigger()`` takes one fresh frame (Modbus: a sweep; continuous: the next broadcast)
     and ``read()`` reports exactly that frame, every field with its timestamp. Signals
     and the device itself can be monitored (``bps.monitor``); in Modbus mode a background
@@ -111,12 +114,16 @@ class ServomexAnalyser(StandardReadable):
         expected_period: float = 2.0,
         calibration_poll_period: float = 0.5,
         inter_frame_idle: float | None = None,
+        session_factory: SessionFactory | None = None,
         name: str = "",
     ) -> None:
         kind = ProtocolKind(protocol)
         declared = _declared(channels)
         open_session: SessionFactory | None
-        if bus is not None:
+        before: Callable[[float], Awaitable[None]] | None = None
+        if session_factory is not None:
+            open_session = session_factory
+        elif bus is not None:
             if port and port != bus.port:
                 raise ServomexConfigurationError(
                     f"port {port!r} differs from the bus's port {bus.port!r}"
@@ -136,10 +143,8 @@ class ServomexAnalyser(StandardReadable):
                 expected_period=expected_period,
                 inter_frame_idle=inter_frame_idle,
             )
-            before = None
         else:
             open_session = None
-            before = None
         connector = ServomexConnector(
             open_session=open_session,
             port=port,

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -94,7 +94,7 @@ class ServomexConnector(DeviceConnector):
         declared: Sequence[ChannelInfo] | None,
         poll_rate_hz: float,
         expected_period: float,
-        before_connect: Callable[[float], Any] | None = None,
+        before_connect: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         if poll_rate_hz <= 0:
             raise ServomexConfigurationError(f"poll_rate_hz must be > 0, not {poll_rate_hz}")

@@ -1,0 +1,105 @@
+"""RE(count([analyser], num=100)) against the simulated analyser in each of the three modes."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+from bluesky import RunEngine
+from bluesky.plans import count
+from devicehelpers import (
+    CHANNELS,
+    MODES,
+    connect,
+    disconnect,
+    documents,
+    f32,
+    requests,
+    simulator,
+)
+
+from ophyd_servomex.codec.models import ProtocolKind
+
+UNITS = {"i1": "%", "i2": "%", "i3": "%", "e1": "mA", "e2": "mA"}
+PRECISION = {"%": 3, "mA": 1}
+FLAGS = (
+    "fault",
+    "maintenance",
+    "calibrating",
+    "warming_up",
+    "alarm1",
+    "alarm2",
+    "alarm3",
+    "alarm4",
+)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+def test_count_gives_100_coherent_events_matching_the_truth(
+    RE: RunEngine, mode: ProtocolKind
+) -> None:
+    with simulator(mode, period=0.02) as sim:
+        analyser = connect(sim, mode)
+        try:
+            before = len(requests(sim))
+            docs = documents(RE)
+            RE(count([analyser], num=100))
+            sent = len(requests(sim)) - before
+        finally:
+            disconnect(analyser)
+        truth = sim.analyser.truth()
+
+    starts = [d for n, d in docs if n == "start"]
+    descriptors = [d for n, d in docs if n == "descriptor"]
+    events = [d for n, d in docs if n == "event"]
+    stops = [d for n, d in docs if n == "stop"]
+    assert len(starts) == 1
+    assert len(stops) == 1
+    assert stops[0]["exit_status"] == "success"
+    assert len(descriptors) == 1
+    assert len(events) == 100
+
+    keys = descriptors[0]["data_keys"]
+    assert not [k for k in keys if "." in k or "/" in k]
+    for cid, unit in UNITS.items():
+        key = keys[f"analyser-{cid}-value"]
+        assert key["dtype"] == "number"
+        assert key["units"] == unit
+        assert key["precision"] == PRECISION[unit]
+        for flag in (*FLAGS, "ok"):
+            assert keys[f"analyser-{cid}-{flag}"]["dtype"] == "boolean"
+    for field in ("cal_group1", "cal_group2", "cal_group3", "cal_group4", "clock"):
+        assert keys[f"analyser-{field}"]["dtype"] == "string"
+    assert keys["analyser-dropped_frames"]["dtype"] == "integer"
+    assert keys["analyser-fault"]["dtype"] == keys["analyser-maintenance"]["dtype"] == "boolean"
+    assert len(keys) == 5 * 10 + 8
+    config = descriptors[0]["configuration"]["analyser"]["data"]
+    assert config["analyser-protocol"] == mode.value
+    assert config["analyser-address"] == (0 if mode is ProtocolKind.CONTINUOUS_ASCII else 30)
+    co2 = "CO2" if mode is ProtocolKind.CONTINUOUS_ASCII else "CO₂"
+    assert [config[f"analyser-{c}-display_name"] for c in UNITS] == ["Oxygen", "CO", co2, "", ""]
+    assert [config[f"analyser-{c}-unit"] for c in UNITS] == list(UNITS.values())
+    assert descriptors[0]["hints"]["analyser"]["fields"] == [f"analyser-{c}-value" for c in UNITS]
+
+    expected = {cid.value.lower(): truth.channel(cid).value or 0.0 for cid in CHANNELS}
+    if mode.is_modbus:
+        expected = {k: f32(v) for k, v in expected.items()}
+    stamps = []
+    for event in events:
+        assert len(set(event["timestamps"].values())) == 1, "fields from more than one frame"
+        assert set(event["data"]) == set(keys)
+        stamps.append(next(iter(event["timestamps"].values())))
+        for cid, value in expected.items():
+            assert event["data"][f"analyser-{cid}-value"] == value
+            assert event["data"][f"analyser-{cid}-ok"] is True
+            assert not any(event["data"][f"analyser-{cid}-{flag}"] for flag in FLAGS)
+        assert event["data"]["analyser-cal_group1"] == "idle"
+        assert event["data"]["analyser-dropped_frames"] == 0
+        assert not math.isnan(event["data"]["analyser-i1-value"])
+    # every event is a new frame: a fresh sweep (Modbus) or the next broadcast (continuous)
+    assert all(b > a for a, b in itertools.pairwise(stamps))
+    if mode.is_modbus:
+        assert sent == 100 * 3  # one three-transaction sweep per trigger, nothing else
+    else:
+        assert sent == 0  # a continuous analyser is never written to
