@@ -9,7 +9,7 @@ from .client import catalog_location
 from .errors import CatalogError, RunNotFoundError
 
 if TYPE_CHECKING:
-    import pandas  # type: ignore[import-untyped]
+    import pandas  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = ["get_run", "list_runs", "run_summary", "run_table"]
 

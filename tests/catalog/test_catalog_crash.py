@@ -98,7 +98,9 @@ def test_kill_9_mid_run_loses_no_emitted_event(tmp_path: Path) -> None:
     try:
         partial = catalog[uid]
         assert "stop" not in partial.metadata or not partial.metadata["stop"]
-        assert len(run_table(partial)) == 100  # the one batch written before the kill
+        written = len(run_table(partial))  # the whole batches written before the kill
+        assert written >= 100
+        assert written % 100 == 0
 
         assert recover(catalog) == [uid]
         assert list((location / "backup").glob("*.jsonl")) == []
