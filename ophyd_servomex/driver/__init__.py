@@ -51,3 +51,29 @@ __all__ = [
     "listen_window",
     "open_device",
 ]
+
+# Multidrop manager and drift-free recording.
+from .manager import DeviceErrors, DeviceResult, ErrorPolicy, ServomexManager
+from .record import (
+    DEFAULT_BUFFER_SIZE,
+    AcquisitionSummary,
+    OverflowPolicy,
+    PollSource,
+    Recording,
+    RecordingStream,
+    record,
+)
+
+__all__ += [
+    "DEFAULT_BUFFER_SIZE",
+    "AcquisitionSummary",
+    "DeviceErrors",
+    "DeviceResult",
+    "ErrorPolicy",
+    "OverflowPolicy",
+    "PollSource",
+    "Recording",
+    "RecordingStream",
+    "ServomexManager",
+    "record",
+]

@@ -1,0 +1,682 @@
+"""``ServomexManager``: several Modbus analysers on one or more RS485 lines (multidrop).
+
+::
+
+    async with ServomexManager() as manager:
+        await manager.add("o2", "/dev/ttyUSB0", protocol="modbus-rtu", address=30)
+        await manager.add("co", "/dev/ttyUSB0", protocol="modbus-rtu", address=31)
+        await manager.add("stack", "socket://10.0.0.5:4001", protocol="modbus-rtu", address=1)
+        frames = await manager.poll()          # {"o2": Frame, "co": Frame, "stack": Frame}
+
+**Lines.** A port string is opened once, whatever the number of analysers on it: the
+manager keeps one transport, one :class:`~ophyd_servomex.driver.ModbusLine` and so one
+:class:`~ophyd_servomex.driver.PortOwner` per port, and closes the port when the last
+analyser on it is removed. An open :class:`~ophyd_servomex.transport.Transport` may be
+given instead (it is shared the same way but never closed: the caller owns it), or an
+already open Modbus :class:`~ophyd_servomex.driver.Analyzer` (tracked only: the manager
+polls it but neither opens nor closes it).
+
+**Concurrency.** Analysers on one line are polled one after the other, in the order they
+were added, each transaction through the line's owner task (a multidrop line carries one
+transaction at a time, with its 50 ms idle gap before each request). Different lines are
+polled at the same time. A silent or failing analyser costs its own line its timeouts but
+never stops the others.
+
+**Errors.** ``ErrorPolicy.RAISE`` (the default) waits until every analyser has finished,
+then raises :class:`DeviceErrors` (an ``ExceptionGroup``) holding each failure, with the
+device named in a note and every result, good and bad, in ``DeviceErrors.results``.
+``ErrorPolicy.RETURN`` returns a :class:`DeviceResult` per device instead.
+
+Only the Modbus modes can share a line; continuous mode (the analyser is the only talker)
+and AUTO (detection probes the line with its own traffic) are refused with a
+:class:`~ophyd_servomex.codec.errors.ServomexConfigurationError`.
+
+The manager's port tasks live in its own task group: enter it with ``async with`` (or call
+:meth:`ServomexManager.close` from the task that entered it). ``add`` and ``remove`` may
+then be called from any task of the same event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Literal, Self, cast, overload
+
+import anyio
+import anyio.abc
+from anyio.abc import TaskStatus
+
+from ..codec.errors import (
+    ErrorContext,
+    ServomexConfigurationError,
+    ServomexConnectionError,
+    ServomexValidationError,
+)
+from ..codec.models import Frame, ProtocolKind, Sample, SerialSettings
+from ..transport import Transport, open_transport
+from .analyzer import Analyzer
+from .modbus import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES, ModbusLine
+
+__all__ = ["DeviceErrors", "DeviceResult", "ErrorPolicy", "ServomexManager"]
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class ErrorPolicy(StrEnum):
+    """What a call over several analysers does when some of them fail."""
+
+    RAISE = "raise"
+    """Wait for every analyser, then raise :class:`DeviceErrors` if any failed."""
+    RETURN = "return"
+    """Return one :class:`DeviceResult` per analyser, good or bad."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceResult[T]:
+    """What one analyser's part of a manager call gave: a value, or the error instead."""
+
+    name: str
+    value: T | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the call succeeded for this analyser."""
+        return self.error is None
+
+    def unwrap(self) -> T:
+        """The value, or raise the error."""
+        if self.error is not None:
+            raise self.error
+        return cast("T", self.value)
+
+
+class DeviceErrors(ExceptionGroup[Exception]):
+    """Some analysers failed (``ErrorPolicy.RAISE``); raised after all of them finished.
+
+    Each sub-exception carries the device name in its notes; :attr:`results` holds every
+    analyser's :class:`DeviceResult`, so the good frames are not lost with the bad ones.
+    """
+
+    results: dict[str, DeviceResult[Any]]
+
+    def __new__(
+        cls,
+        message: str,
+        exceptions: Sequence[Exception],
+        results: dict[str, DeviceResult[Any]] | None = None,
+    ) -> Self:
+        self = super().__new__(cls, message, exceptions)
+        self.results = dict(results or {})
+        return self
+
+    def __init__(
+        self,
+        message: str,
+        exceptions: Sequence[Exception],
+        results: dict[str, DeviceResult[Any]] | None = None,
+    ) -> None:
+        super().__init__(message, exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> DeviceErrors:  # type: ignore[override]
+        """A group with other exceptions but the same message and results (``split``)."""
+        return DeviceErrors(self.message, excs, self.results)
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Names of the analysers that failed."""
+        return tuple(name for name, result in self.results.items() if not result.ok)
+
+
+@dataclass(eq=False, slots=True)
+class _Line:
+    """One shared port: its transport, Modbus line and the task that keeps them open."""
+
+    key: str | Transport
+    port: str
+    protocol: ProtocolKind
+    serial_settings: SerialSettings | None
+    timeout: float
+    inter_frame_idle: float
+    stop: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    modbus: ModbusLine | None = None
+    addresses: set[int] = field(default_factory=set)
+    users: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    """One managed analyser."""
+
+    name: str
+    analyzer: Analyzer
+    line: _Line | None
+    """The shared line the manager opened for it; ``None`` for a tracked Analyzer."""
+    address: int | None
+
+    @property
+    def group(self) -> object:
+        """What serialises this analyser with others: its line (or the Analyzer itself)."""
+        if self.line is not None:
+            return self.line
+        modbus = self.analyzer.modbus
+        return modbus.line if modbus is not None else self.analyzer
+
+
+def _protocol(protocol: ProtocolKind | str | None, port: str) -> ProtocolKind:
+    if protocol is None:
+        raise ServomexConfigurationError(
+            "the manager needs protocol='modbus-rtu' or 'modbus-ascii' for a port or "
+            "transport (several analysers share a line only in a Modbus mode)",
+            context=ErrorContext(port=port or None),
+        )
+    try:
+        kind = ProtocolKind(protocol)
+    except ValueError:
+        raise ServomexValidationError(
+            f"unknown protocol {protocol!r}; expected one of "
+            f"{', '.join(p.value for p in ProtocolKind)}",
+            context=ErrorContext(port=port or None),
+        ) from None
+    if not kind.is_modbus:
+        why = (
+            "AUTO detection probes the line with its own traffic and cannot run on a shared "
+            "line; give the line's Modbus mode"
+            if kind is ProtocolKind.AUTO
+            else "a continuous-mode analyser broadcasts on its own and must be the only "
+            "talker on its line; open it with open_device() instead"
+        )
+        raise ServomexConfigurationError(
+            f"the manager handles Modbus RTU or ASCII analysers only, not {kind.value}: {why}",
+            context=ErrorContext(port=port or None, protocol=kind.value),
+        )
+    return kind
+
+
+def _address(address: int | None, port: str, protocol: ProtocolKind) -> int:
+    if isinstance(address, bool) or not isinstance(address, int) or not 1 <= address <= 247:
+        raise ServomexValidationError(
+            f"each analyser on a line needs its Modbus slave address 1–247, not {address!r}",
+            context=ErrorContext(port=port or None, protocol=protocol.value),
+        )
+    return address
+
+
+class ServomexManager:
+    """Several Modbus analysers, on one or more lines, polled together (see the module).
+
+    Args:
+        retries: extra attempts for Modbus reads on the lines the manager opens.
+        inter_frame_idle: line silence before each request on the lines it opens (keep
+            0.05 s for real analysers; a zero-latency simulator may use less). ``add``
+            may override it for a new line.
+    """
+
+    def __init__(
+        self,
+        *,
+        retries: int = DEFAULT_RETRIES,
+        inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
+    ) -> None:
+        if retries < 0 or inter_frame_idle < 0:
+            raise ServomexValidationError("retries and inter_frame_idle must not be negative")
+        self.retries = retries
+        self.inter_frame_idle = inter_frame_idle
+        self._entries: dict[str, _Entry] = {}
+        self._reserved: set[str] = set()
+        self._lines: dict[str | Transport, _Line] = {}
+        self._lock = anyio.Lock()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._entered = False
+        self._closed = False
+
+    # --- what is managed ------------------------------------------------------------------
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The analysers' names, in the order they were added (samples carry these)."""
+        return tuple(self._entries)
+
+    @property
+    def ports(self) -> tuple[str, ...]:
+        """The ports the manager holds open (one per shared line), in opening order."""
+        return tuple(line.port for line in self._lines.values())
+
+    def get(self, name: str) -> Analyzer:
+        """The :class:`Analyzer` added as ``name``."""
+        return self._entry(name).analyzer
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._entries))
+
+    def __repr__(self) -> str:
+        return f"ServomexManager(names={list(self._entries)!r}, ports={list(self.ports)!r})"
+
+    def _entry(self, name: str) -> _Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(self._entries) or "none"
+            raise ServomexValidationError(
+                f"no analyser named {name!r} in the manager (it has {known})"
+            ) from None
+
+    # --- lifetime -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._entered:
+            raise ServomexConfigurationError("a ServomexManager can be entered only once")
+        self._entered = True
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        return await self._shutdown(exc_type, exc, tb)
+
+    async def close(self) -> None:
+        """Close every analyser the manager opened and every port; call it from the task
+        that entered the manager (idempotent). Tracked Analyzers stay open."""
+        await self._shutdown(None, None, None)
+
+    async def _shutdown(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._closed:
+            return None
+        self._closed = True
+        task_group, self._task_group = self._task_group, None
+        with anyio.CancelScope(shield=True):
+            for entry in reversed(tuple(self._entries.values())):
+                if entry.line is not None:
+                    await self._close_analyzer(entry)
+            self._entries.clear()
+            for line in self._lines.values():
+                line.stop.set()
+        if task_group is None:
+            return None
+        if exc is not None:
+            task_group.cancel_scope.cancel()
+        try:
+            return await task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            self._lines.clear()
+
+    def _require_running(self) -> anyio.abc.TaskGroup:
+        if self._closed:
+            raise ServomexConnectionError("the manager is closed")
+        if self._task_group is None:
+            raise ServomexConfigurationError(
+                "enter the manager first: 'async with ServomexManager() as manager:'"
+            )
+        return self._task_group
+
+    # --- adding and removing --------------------------------------------------------------
+
+    async def add(
+        self,
+        name: str,
+        source: str | Transport | Analyzer,
+        *,
+        protocol: ProtocolKind | str | None = None,
+        address: int | None = None,
+        serial_settings: SerialSettings | None = None,
+        timeout: float = 1.0,  # noqa: ASYNC109 (per Modbus attempt, not a deadline)
+        identify: bool = True,
+        inter_frame_idle: float | None = None,
+    ) -> Analyzer:
+        """Add an analyser and return its (open) :class:`Analyzer`.
+
+        Args:
+            name: the name samples and results carry; unique in the manager.
+            source: a port string (opened once and shared by every analyser on it), an
+                open :class:`Transport` (shared, never closed by the manager) or an open
+                Modbus :class:`Analyzer` (tracked only; ``protocol`` and ``address`` may
+                then be left out).
+            protocol: ``MODBUS_RTU`` or ``MODBUS_ASCII`` (continuous and AUTO are refused).
+            address: the analyser's Modbus slave address, 1–247, unique on its line.
+            serial_settings: for a device path; must match the line's if it is open.
+            timeout: seconds per Modbus attempt. A line has one timeout: the first
+                analyser added on a port sets it.
+            identify: read the channel names and units now (a silent analyser then fails
+                to add; pass ``False`` to add it anyway).
+            inter_frame_idle: line silence for a new line (default: the manager's).
+
+        Raises:
+            ServomexConfigurationError: continuous/AUTO, a clash with the open line's
+                protocol or settings, the address already used on the line.
+            ServomexValidationError: a duplicate name or a bad address.
+            ServomexConnectionError: the port cannot be opened.
+            ServomexTimeoutError: ``identify`` got no answer (nothing is added).
+        """
+        task_group = self._require_running()
+        if not isinstance(name, str) or not name:
+            raise ServomexValidationError(f"a device name must be a non-empty string: {name!r}")
+        if name in self._entries or name in self._reserved:
+            raise ServomexValidationError(f"an analyser named {name!r} is already managed")
+        if isinstance(source, Analyzer):
+            return self._track(name, source, protocol=protocol, address=address)
+        port = source if isinstance(source, str) else str(getattr(source, "port", "") or "")
+        kind = _protocol(protocol, port)
+        slave = _address(address, port, kind)
+        idle = self.inter_frame_idle if inter_frame_idle is None else inter_frame_idle
+        if idle < 0:
+            raise ServomexValidationError("inter_frame_idle must not be negative")
+        self._reserved.add(name)
+        try:
+            async with self._lock:
+                line = self._lines.get(source)
+                if line is None:
+                    line = _Line(source, port, kind, serial_settings, timeout, idle)
+                    await task_group.start(self._serve_line, line)
+                    self._lines[source] = line
+                else:
+                    self._check_compatible(line, kind, serial_settings, timeout)
+                if slave in line.addresses:
+                    raise ServomexConfigurationError(
+                        f"address {slave} is already used on {port or 'this line'}: every "
+                        "analyser on a multidrop line needs its own slave address",
+                        context=ErrorContext(port=port or None, protocol=kind.value, address=slave),
+                    )
+                line.addresses.add(slave)
+                line.users += 1
+            try:
+                analyzer = await self._open_analyzer(name, line, slave, identify)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._release(line, slave)
+                raise
+            self._entries[name] = _Entry(name, analyzer, line, slave)
+            return analyzer
+        finally:
+            self._reserved.discard(name)
+
+    def _track(
+        self,
+        name: str,
+        analyzer: Analyzer,
+        *,
+        protocol: ProtocolKind | str | None,
+        address: int | None,
+    ) -> Analyzer:
+        context = ErrorContext(
+            port=analyzer.port or None, protocol=analyzer.protocol.value, address=analyzer.address
+        )
+        if not analyzer.protocol.is_modbus:
+            state = "not open yet" if analyzer.protocol is ProtocolKind.AUTO else "in that mode"
+            raise ServomexConfigurationError(
+                f"the manager tracks Modbus analysers only; this one is "
+                f"{analyzer.protocol.value} ({state}); open it first, in a Modbus mode",
+                context=context,
+            )
+        if protocol is not None and ProtocolKind(protocol) is not analyzer.protocol:
+            raise ServomexConfigurationError(
+                f"protocol={ProtocolKind(protocol).value} but the Analyzer uses "
+                f"{analyzer.protocol.value}",
+                context=context,
+            )
+        if address is not None and address != analyzer.address:
+            raise ServomexConfigurationError(
+                f"address={address} but the Analyzer is at {analyzer.address}", context=context
+            )
+        self._entries[name] = _Entry(name, analyzer, None, analyzer.address)
+        return analyzer
+
+    @staticmethod
+    def _check_compatible(
+        line: _Line,
+        protocol: ProtocolKind,
+        serial_settings: SerialSettings | None,
+        timeout: float,
+    ) -> None:
+        context = ErrorContext(port=line.port or None, protocol=line.protocol.value)
+        if protocol is not line.protocol:
+            raise ServomexConfigurationError(
+                f"{line.port or 'this line'} is open in {line.protocol.value}; an analyser on "
+                f"the same line cannot use {protocol.value}",
+                context=context,
+            )
+        if serial_settings is not None and serial_settings != line.serial_settings:
+            raise ServomexConfigurationError(
+                f"{line.port or 'this line'} is open with {line.serial_settings}; one line "
+                f"cannot also run {serial_settings}",
+                context=context,
+            )
+        if timeout != line.timeout:
+            _LOGGER.warning(
+                "%s: the line's timeout is %s s (set by its first analyser); ignoring %s s",
+                line.port,
+                line.timeout,
+                timeout,
+            )
+
+    async def _serve_line(
+        self, line: _Line, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Hold one line open (its transport, Modbus line and owner) until it is stopped."""
+        key = line.key
+        owned = isinstance(key, str)
+        transport: Transport = (
+            await open_transport(key, line.serial_settings) if isinstance(key, str) else key
+        )
+        started = False
+        try:
+            async with ModbusLine(
+                transport,
+                protocol=line.protocol,
+                timeout=line.timeout,
+                retries=self.retries,
+                inter_frame_idle=line.inter_frame_idle,
+                port=line.port,
+            ) as modbus:
+                line.modbus = modbus
+                started = True
+                task_status.started()
+                await line.stop.wait()
+        except Exception:
+            if not started:
+                raise
+            _LOGGER.exception("%s: the shared line failed while closing", line.port)
+        finally:
+            line.done.set()
+            if owned:
+                with anyio.CancelScope(shield=True):
+                    await transport.aclose()
+
+    async def _open_analyzer(
+        self, name: str, line: _Line, address: int, identify: bool
+    ) -> Analyzer:
+        assert line.modbus is not None
+        analyzer = Analyzer(
+            line.modbus,
+            protocol=line.protocol,
+            address=address,
+            timeout=line.timeout,
+            identify=identify,
+            name=name,
+            inter_frame_idle=line.inter_frame_idle,
+            retries=self.retries,
+        )
+        try:
+            await analyzer.__aenter__()
+        except Exception as exc:
+            exc.add_note(f"while adding analyser {name!r} at address {address} on {line.port}")
+            raise
+        return analyzer
+
+    async def remove(self, name: str) -> None:
+        """Remove an analyser: close it if the manager opened it, and close its port when
+        it was the last one on it. A tracked Analyzer is only forgotten."""
+        entry = self._entry(name)
+        del self._entries[name]
+        if entry.line is not None:
+            with anyio.CancelScope(shield=True):
+                await self._close_analyzer(entry)
+
+    async def _close_analyzer(self, entry: _Entry) -> None:
+        assert entry.line is not None
+        assert entry.address is not None
+        try:
+            await entry.analyzer.aclose()
+        finally:
+            await self._release(entry.line, entry.address)
+
+    async def _release(self, line: _Line, address: int) -> None:
+        async with self._lock:
+            line.addresses.discard(address)
+            line.users -= 1
+            if line.users > 0:
+                return
+            line.stop.set()
+            await line.done.wait()
+            if self._lines.get(line.key) is line:
+                del self._lines[line.key]
+
+    # --- acting on every analyser ---------------------------------------------------------
+
+    def _select(self, names: Sequence[str] | None) -> list[_Entry]:
+        if isinstance(names, str):
+            names = [names]
+        if names is None:
+            return list(self._entries.values())
+        return [self._entry(name) for name in names]
+
+    async def _each[T](
+        self, names: Sequence[str] | None, fn: Callable[[Analyzer], Awaitable[T]]
+    ) -> dict[str, DeviceResult[T]]:
+        entries = self._select(names)
+        groups: dict[int, list[_Entry]] = {}
+        for entry in entries:
+            groups.setdefault(id(entry.group), []).append(entry)
+        results: dict[str, DeviceResult[T]] = {}
+
+        async def run_group(members: list[_Entry]) -> None:
+            for entry in members:
+                try:
+                    value = await fn(entry.analyzer)
+                except Exception as exc:
+                    exc.add_note(f"analyser {entry.name!r}")
+                    results[entry.name] = DeviceResult(entry.name, error=exc)
+                else:
+                    results[entry.name] = DeviceResult(entry.name, value)
+
+        if len(groups) == 1:
+            await run_group(entries)
+        elif groups:
+            async with anyio.create_task_group() as task_group:
+                for members in groups.values():
+                    task_group.start_soon(run_group, members)
+        return {entry.name: results[entry.name] for entry in entries}
+
+    @staticmethod
+    def _raise_failures(what: str, results: dict[str, DeviceResult[Any]]) -> None:
+        errors = [r.error for r in results.values() if r.error is not None]
+        if errors:
+            failed = ", ".join(name for name, r in results.items() if not r.ok)
+            raise DeviceErrors(
+                f"{what} failed for {len(errors)} of {len(results)} analysers ({failed})",
+                errors,
+                results,
+            )
+
+    @overload
+    async def poll(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        policy: Literal[ErrorPolicy.RAISE] = ErrorPolicy.RAISE,
+    ) -> dict[str, Frame]: ...
+
+    @overload
+    async def poll(
+        self, names: Sequence[str] | None = None, *, policy: Literal[ErrorPolicy.RETURN]
+    ) -> dict[str, DeviceResult[Frame]]: ...
+
+    async def poll(
+        self, names: Sequence[str] | None = None, *, policy: ErrorPolicy = ErrorPolicy.RAISE
+    ) -> dict[str, Frame] | dict[str, DeviceResult[Frame]]:
+        """One fresh frame from every analyser (or those in ``names``), in add order.
+
+        ``RAISE``: ``{name: Frame}``, or :class:`DeviceErrors` after all finished if any
+        failed. ``RETURN``: ``{name: DeviceResult}``.
+        """
+        results = await self._each(names, lambda analyzer: analyzer.poll())
+        if ErrorPolicy(policy) is ErrorPolicy.RETURN:
+            return results
+        self._raise_failures("poll", results)
+        return {name: cast("Frame", r.value) for name, r in results.items()}
+
+    async def poll_samples(self, names: Sequence[str] | None = None) -> list[Sample]:
+        """One poll as one :class:`Sample` per analyser; a failure is an error sample.
+
+        Raises :class:`ServomexConnectionError` only when *every* analyser polled lost its
+        link (the source as a whole is gone: ``record`` may then reconnect).
+        """
+        results = await self._each(names, lambda analyzer: analyzer.poll())
+        samples: list[Sample] = []
+        for name, result in results.items():
+            frame = result.value
+            if result.error is None and frame is not None:
+                samples.append(Sample(name=name, timestamp=frame.timestamp, frame=frame))
+            else:
+                samples.append(Sample(name=name, timestamp=time.time(), error=result.error))
+        lost = [r.error for r in results.values() if isinstance(r.error, ServomexConnectionError)]
+        if results and len(lost) == len(results):
+            raise lost[0]
+        return samples
+
+    @overload
+    async def execute_each[T](
+        self,
+        fn: Callable[[Analyzer], Awaitable[T]],
+        names: Sequence[str] | None = None,
+        *,
+        policy: Literal[ErrorPolicy.RAISE] = ErrorPolicy.RAISE,
+    ) -> dict[str, T]: ...
+
+    @overload
+    async def execute_each[T](
+        self,
+        fn: Callable[[Analyzer], Awaitable[T]],
+        names: Sequence[str] | None = None,
+        *,
+        policy: Literal[ErrorPolicy.RETURN],
+    ) -> dict[str, DeviceResult[T]]: ...
+
+    async def execute_each[T](
+        self,
+        fn: Callable[[Analyzer], Awaitable[T]],
+        names: Sequence[str] | None = None,
+        *,
+        policy: ErrorPolicy = ErrorPolicy.RAISE,
+    ) -> dict[str, T] | dict[str, DeviceResult[T]]:
+        """Run ``await fn(analyzer)`` for every analyser (or those in ``names``).
+
+        Same scheduling as :meth:`poll`: one analyser at a time per line, lines at once.
+        Example: ``await manager.execute_each(lambda a: a.loopback(b"\\xa5\\x5a"))``.
+        """
+        results = await self._each(names, fn)
+        if ErrorPolicy(policy) is ErrorPolicy.RETURN:
+            return results
+        self._raise_failures("execute_each", results)
+        return {name: cast("T", r.value) for name, r in results.items()}

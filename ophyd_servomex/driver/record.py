@@ -1,0 +1,549 @@
+"""``record()``: poll a source on an absolute, drift-free schedule into a stream of batches.
+
+::
+
+    async with record(manager, rate_hz=10, duration=60) as rec:
+        async for batch in rec.stream:          # one list[Sample] per tick
+            ...
+    print(rec.summary)                          # ticks, late ticks, max drift, p50/p99 …
+
+**Schedule.** Tick *k* is due at ``t0 + k / rate_hz``, computed from ``t0`` every time (never
+by adding periods, which would accumulate rounding and every poll's overrun). A tick that
+starts after its slot is *late* (counted; its lateness is the drift), but the following
+ticks keep their own slots. A tick whose whole period has passed before it could start is
+skipped (``missed_ticks``): no tick ever runs more than one period after its slot. With
+``duration`` the recording stops after the ticks whose slots fall inside it
+(``ceil(duration × rate_hz)``).
+
+**Source.** Anything with ``async poll_samples() -> list[Sample]`` (:class:`PollSource`):
+an :class:`~ophyd_servomex.driver.Analyzer` or a
+:class:`~ophyd_servomex.driver.ServomexManager`. A failed poll is an error sample (the
+source decides); ``timeout`` bounds one tick's poll, after which the tick carries
+:class:`ServomexTimeoutError` samples. A lost link
+(:class:`~ophyd_servomex.codec.errors.ServomexConnectionError`) ends the recording — the
+stream delivers what it already holds, then raises it — unless ``auto_reconnect`` is set:
+then each following tick carries error samples until ``reconnect_factory()`` (an async
+context manager giving a new source, e.g. ``lambda: open_device(port, ...)``) opens again.
+
+**Overflow.** The stream holds ``buffer_size`` batches. When the consumer falls behind:
+``BLOCK`` holds the producer (its next ticks become late or missed: nothing is lost but
+time), ``DROP_NEWEST`` throws away the batch just polled, ``DROP_OLDEST`` the oldest one
+waiting. Dropped batches and their samples are counted.
+
+**Clock.** ``clock`` and ``sleep`` default to anyio's; a test may inject a fake pair to
+run thousands of ticks in no real time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from array import array
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, Self, runtime_checkable
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ..codec.errors import (
+    ErrorContext,
+    ServomexConfigurationError,
+    ServomexConnectionError,
+    ServomexError,
+    ServomexTimeoutError,
+    ServomexValidationError,
+)
+from ..codec.models import Sample
+from .manager import ServomexManager
+
+__all__ = [
+    "DEFAULT_BUFFER_SIZE",
+    "AcquisitionSummary",
+    "OverflowPolicy",
+    "PollSource",
+    "Recording",
+    "RecordingStream",
+    "percentile",
+    "record",
+    "source_names",
+]
+
+DEFAULT_BUFFER_SIZE = 1024
+"""Batches the stream holds before the overflow policy applies."""
+LATE_FRACTION = 0.5
+"""A tick is late when it starts more than this fraction of a period after its slot."""
+
+
+@runtime_checkable
+class PollSource(Protocol):
+    """Something ``record()`` can poll: one call, one sample per named device.
+
+    :class:`~ophyd_servomex.driver.ServomexManager` and
+    :class:`~ophyd_servomex.driver.Analyzer` both are. A source may also tell its
+    ``names`` (or, for one device, its ``name``); see :func:`source_names`.
+    """
+
+    async def poll_samples(self) -> list[Sample]:
+        """One poll: one :class:`Sample` per device, a failure as an error sample."""
+        ...
+
+
+def source_names(source: object) -> tuple[str, ...]:
+    """The names a source's samples carry: its ``names``, else its ``name``, else none."""
+    names = getattr(source, "names", None)
+    if names is not None and not isinstance(names, str):
+        return tuple(str(n) for n in names)
+    name = getattr(source, "name", None)
+    return (str(name),) if isinstance(name, str) and name else ()
+
+
+class OverflowPolicy(StrEnum):
+    """What happens when the stream's buffer is full."""
+
+    BLOCK = "block"
+    """Hold the producer until the consumer makes room (later ticks run late)."""
+    DROP_NEWEST = "drop_newest"
+    """Discard the batch just polled."""
+    DROP_OLDEST = "drop_oldest"
+    """Discard the oldest batch waiting, keep the new one."""
+
+
+def percentile(values: Iterable[float], fraction: float) -> float | None:
+    """The nearest-rank percentile (``fraction`` 0–1) of ``values``, or ``None`` if empty."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass(slots=True)
+class AcquisitionSummary:
+    """Live counters of one recording; the tick-duration percentiles are set on exit.
+
+    ``acquired`` samples were polled; ``samples`` of them have been handed to the
+    consumer, ``dropped_samples`` were lost to overflow (the rest are still buffered).
+    Times are in seconds of the recording's clock.
+    """
+
+    rate_hz: float
+    ticks: int = 0
+    """Ticks run (each one poll, one batch)."""
+    acquired: int = 0
+    """Samples polled."""
+    samples: int = 0
+    """Samples emitted: handed to the consumer by the stream."""
+    error_samples: int = 0
+    """Error samples among those polled."""
+    late_ticks: int = 0
+    """Ticks that started more than half a period after their slot."""
+    missed_ticks: int = 0
+    """Slots skipped because their whole period had passed."""
+    max_drift: float = 0.0
+    """The largest start-after-slot of any tick run."""
+    timeouts: int = 0
+    """Ticks whose poll hit ``timeout``."""
+    disconnects: int = 0
+    """Lost links (``ServomexConnectionError`` from the source)."""
+    reconnects: int = 0
+    """Successful reconnections."""
+    dropped: int = 0
+    """Batches lost to overflow."""
+    dropped_samples: int = 0
+    """Samples in those batches."""
+    started_at: float | None = None
+    """Wall-clock time (``time.time()``) of the first slot."""
+    elapsed: float = 0.0
+    """Time from the first slot to the end of the last tick."""
+    tick_p50: float | None = None
+    """Median tick duration (poll time), set on exit."""
+    tick_p99: float | None = None
+    """99th-percentile tick duration, set on exit."""
+    tick_max: float | None = None
+    """Longest tick duration, set on exit."""
+    finished: bool = False
+    """True once the recording ended."""
+    error: BaseException | None = None
+    """What ended the recording early (also raised by the stream), if anything."""
+    _durations: array[float] = field(default_factory=lambda: array("d"), repr=False)
+
+    def __str__(self) -> str:
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value * 1000:.1f} ms"
+
+        return (
+            f"{self.ticks} ticks at {self.rate_hz:g} Hz, {self.samples} samples emitted "
+            f"({self.error_samples} errors), {self.late_ticks} late, {self.missed_ticks} missed, "
+            f"max drift {ms(self.max_drift)}, {self.disconnects} disconnects, "
+            f"{self.dropped} dropped; tick p50 {ms(self.tick_p50)}, p99 {ms(self.tick_p99)}"
+        )
+
+    def _finish(self) -> None:
+        durations = self._durations
+        self.tick_p50 = percentile(durations, 0.5)
+        self.tick_p99 = percentile(durations, 0.99)
+        self.tick_max = max(durations) if durations else None
+        self.finished = True
+
+
+class RecordingStream:
+    """The batches of a recording: ``async for batch in recording.stream``.
+
+    Each batch is the ``list[Sample]`` of one tick. Iteration ends when the recording has
+    finished and every batch was delivered, or raises the error that ended it.
+    """
+
+    def __init__(self, size: int, summary: AcquisitionSummary) -> None:
+        self._items: deque[list[Sample]] = deque()
+        self._size = size
+        self._summary = summary
+        self._closed = False
+        self._error: BaseException | None = None
+        self._readable = anyio.Event()
+        self._writable = anyio.Event()
+
+    def __len__(self) -> int:
+        """Batches waiting to be read."""
+        return len(self._items)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> list[Sample]:
+        while not self._items:
+            if self._closed:
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    raise error
+                raise StopAsyncIteration
+            self._readable = anyio.Event()
+            await self._readable.wait()
+        batch = self._items.popleft()
+        self._summary.samples += len(batch)
+        self._writable.set()
+        return batch
+
+    # --- the producer's side --------------------------------------------------------------
+
+    async def _put(self, batch: list[Sample], policy: OverflowPolicy) -> None:
+        if len(self._items) >= self._size:
+            if policy is OverflowPolicy.DROP_NEWEST:
+                self._count_drop(batch)
+                return
+            if policy is OverflowPolicy.DROP_OLDEST:
+                self._count_drop(self._items.popleft())
+            else:
+                while len(self._items) >= self._size and not self._closed:
+                    self._writable = anyio.Event()
+                    await self._writable.wait()
+        self._items.append(batch)
+        self._readable.set()
+
+    def _count_drop(self, batch: list[Sample]) -> None:
+        self._summary.dropped += 1
+        self._summary.dropped_samples += len(batch)
+
+    def _close(self, error: BaseException | None = None) -> None:
+        self._closed = True
+        self._error = error
+        self._readable.set()
+        self._writable.set()
+
+
+@dataclass(slots=True)
+class Recording:
+    """What ``record()`` yields: the batch stream, the live summary and the rate."""
+
+    stream: RecordingStream
+    summary: AcquisitionSummary
+    rate_hz: float
+    _stopping: bool = field(default=False, repr=False)
+    _wake: Callable[[], None] | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        """End the recording after the tick in progress; the stream then drains and ends."""
+        self._stopping = True
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            wake()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping
+
+
+type SourceFactory = Callable[[], AbstractAsyncContextManager[PollSource]]
+"""Opens a new source as an async context manager (``lambda: open_device(...)``)."""
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
+        raise ServomexValidationError(f"{name} must be a positive number, not {value!r}")
+
+
+class _Producer:
+    """The task that runs the ticks (entered and left in one task: it owns the sources
+    that ``reconnect_factory`` opens)."""
+
+    def __init__(
+        self,
+        source: PollSource | None,
+        recording: Recording,
+        *,
+        total: int | None,
+        names: tuple[str, ...] | None,
+        timeout: float | None,
+        overflow: OverflowPolicy,
+        auto_reconnect: bool,
+        reconnect_factory: SourceFactory | None,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.source = source
+        self.recording = recording
+        self.summary = recording.summary
+        self.stream = recording.stream
+        self.period = 1.0 / recording.rate_hz
+        self.total = total
+        self.names = names
+        self.known_names = names or source_names(source)
+        self.timeout = timeout
+        self.overflow = overflow
+        self.auto_reconnect = auto_reconnect
+        self.factory = reconnect_factory
+        self.clock = clock
+        self.sleep = sleep
+        self.owned: AsyncExitStack | None = None
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        error: BaseException | None = None
+        try:
+            if self.source is None:
+                await self._open()  # errors here reach record()'s caller
+            task_status.started()
+            await self._ticks()
+        except Exception as exc:
+            error = exc
+            self.summary.error = exc
+        finally:
+            self.summary.finished = True
+            self.stream._close(error)
+            with anyio.CancelScope(shield=True):
+                await self._close_owned()
+
+    async def _open(self) -> None:
+        assert self.factory is not None
+        stack = AsyncExitStack()
+        try:
+            source = await stack.enter_async_context(self.factory())
+        except BaseException:
+            await stack.aclose()
+            raise
+        self.owned, self.source = stack, source
+        if not self.names:
+            self.known_names = source_names(source) or self.known_names
+
+    async def _close_owned(self) -> None:
+        stack, self.owned = self.owned, None
+        if stack is not None:
+            with contextlib.suppress(Exception):  # a dead link may fail to close
+                await stack.aclose()
+
+    async def _ticks(self) -> None:
+        period, clock, summary = self.period, self.clock, self.summary
+        t0 = clock()
+        summary.started_at = time.time()
+        k = 0
+        while self.total is None or k < self.total:
+            due = t0 + k * period
+            if not await self._sleep_until(due):
+                return
+            now = clock()
+            if now - due >= period:  # this slot has passed entirely: go to the current one
+                current = int((now - t0) // period)
+                if current * period + t0 > now:  # float rounding at the boundary
+                    current -= 1
+                skipped = max(1, current - k)
+                if self.total is not None:
+                    skipped = min(skipped, self.total - k)
+                summary.missed_ticks += skipped
+                k += skipped
+                continue
+            drift = now - due
+            summary.max_drift = max(summary.max_drift, drift)
+            if drift > LATE_FRACTION * period:
+                summary.late_ticks += 1
+            batch = await self._tick()
+            ended = clock()
+            summary._durations.append(ended - now)
+            summary.ticks += 1
+            summary.elapsed = ended - t0
+            summary.acquired += len(batch)
+            summary.error_samples += sum(1 for s in batch if s.error is not None)
+            await self.stream._put(batch, self.overflow)
+            k += 1
+
+    async def _sleep_until(self, due: float) -> bool:
+        """Sleep until ``due`` on the recording's clock; False when stopped meanwhile."""
+        recording = self.recording
+        while not recording.stopping:
+            now = self.clock()
+            if now >= due:
+                return True
+            with anyio.CancelScope() as scope:
+                recording._wake = scope.cancel
+                await self.sleep(due - now)
+            recording._wake = None
+        return False
+
+    async def _tick(self) -> list[Sample]:
+        if self.source is None:
+            try:
+                await self._open()
+            except ServomexError as exc:
+                return self._error_batch(exc)
+            self.summary.reconnects += 1
+        source = self.source
+        assert source is not None
+        try:
+            samples: list[Sample] | None = None
+            with anyio.move_on_after(math.inf if self.timeout is None else self.timeout):
+                samples = await self._poll(source)
+        except ServomexConnectionError as exc:
+            self.summary.disconnects += 1
+            if not self.auto_reconnect:
+                raise
+            self.source = None
+            await self._close_owned()
+            return self._error_batch(exc)
+        if samples is None:
+            self.summary.timeouts += 1
+            return self._error_batch(
+                ServomexTimeoutError(
+                    f"the poll took longer than the recording's timeout of {self.timeout} s",
+                    context=ErrorContext(port=getattr(source, "port", None) or None),
+                )
+            )
+        if self.names is not None:
+            wanted = set(self.names)
+            samples = [s for s in samples if s.name in wanted]
+        if samples and not self.known_names:
+            self.known_names = tuple(dict.fromkeys(s.name for s in samples))
+        return samples
+
+    async def _poll(self, source: PollSource) -> list[Sample]:
+        if self.names is not None and isinstance(source, ServomexManager):
+            return await source.poll_samples(self.names)
+        return await source.poll_samples()
+
+    def _error_batch(self, error: Exception) -> list[Sample]:
+        stamp = time.time()
+        names = self.known_names or ("",)
+        return [Sample(name=name, timestamp=stamp, error=error) for name in names]
+
+
+@asynccontextmanager
+async def record(
+    source: PollSource | None,
+    *,
+    rate_hz: float,
+    duration: float | None = None,
+    names: Sequence[str] | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 (per tick, not a deadline)
+    overflow: OverflowPolicy | str = OverflowPolicy.BLOCK,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    auto_reconnect: bool = False,
+    reconnect_factory: SourceFactory | None = None,
+    ticks: int | None = None,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> AsyncIterator[Recording]:
+    """Poll ``source`` at ``rate_hz`` on a drift-free schedule (see the module notes).
+
+    Args:
+        source: a :class:`PollSource` (used, never closed); ``None`` to open one with
+            ``reconnect_factory`` (then owned and closed by the recording).
+        rate_hz: ticks per second.
+        duration: stop after the ticks whose slots fall in this many seconds.
+        names: keep only these devices' samples (a manager polls only these).
+        timeout: seconds one tick's poll may take before it gives up with error samples.
+        overflow: what to do when ``buffer_size`` batches wait unread.
+        buffer_size: batches the stream holds.
+        auto_reconnect: after a lost link, reopen with ``reconnect_factory`` instead of
+            ending the recording.
+        reconnect_factory: opens a new source (an async context manager).
+        ticks: stop after this many slots (an alternative to ``duration``).
+        clock, sleep: the time source and the sleep (default anyio's); for tests.
+
+    Yields:
+        a :class:`Recording`; leaving the block stops the recording.
+    """
+    _positive("rate_hz", rate_hz)
+    _positive("timeout", timeout)
+    if duration is not None and not (duration >= 0 and math.isfinite(duration)):
+        raise ServomexValidationError(f"duration must be a finite number ≥ 0, not {duration!r}")
+    if ticks is not None and (isinstance(ticks, bool) or ticks < 0):
+        raise ServomexValidationError(f"ticks must not be negative, not {ticks!r}")
+    if isinstance(buffer_size, bool) or buffer_size < 1:
+        raise ServomexValidationError(f"buffer_size must be at least 1, not {buffer_size!r}")
+    try:
+        policy = OverflowPolicy(overflow)
+    except ValueError:
+        raise ServomexValidationError(
+            f"unknown overflow policy {overflow!r}; expected one of "
+            f"{', '.join(p.value for p in OverflowPolicy)}"
+        ) from None
+    if auto_reconnect and reconnect_factory is None:
+        raise ServomexConfigurationError(
+            "auto_reconnect needs reconnect_factory, e.g. lambda: open_device(port, ...)"
+        )
+    if source is None and reconnect_factory is None:
+        raise ServomexConfigurationError("record() needs a source or a reconnect_factory")
+    if source is not None and not callable(getattr(source, "poll_samples", None)):
+        raise ServomexConfigurationError(
+            f"{type(source).__name__} has no poll_samples(): pass an Analyzer or a ServomexManager"
+        )
+    wanted = None if names is None else tuple([names] if isinstance(names, str) else names)
+    known = source_names(source) if source is not None else ()
+    if wanted is not None and known:
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise ServomexValidationError(
+                f"unknown device name(s) {', '.join(map(repr, unknown))}; the source has "
+                f"{', '.join(known)}"
+            )
+    total = ticks
+    if duration is not None:
+        by_duration = math.ceil(duration * rate_hz - 1e-9)
+        total = by_duration if total is None else min(total, by_duration)
+    summary = AcquisitionSummary(rate_hz=float(rate_hz))
+    recording = Recording(RecordingStream(buffer_size, summary), summary, float(rate_hz))
+    producer = _Producer(
+        source,
+        recording,
+        total=total,
+        names=wanted,
+        timeout=timeout,
+        overflow=policy,
+        auto_reconnect=auto_reconnect,
+        reconnect_factory=reconnect_factory,
+        clock=clock or anyio.current_time,
+        sleep=sleep or anyio.sleep,
+    )
+    try:
+        async with anyio.create_task_group() as task_group:
+            await task_group.start(producer.run)
+            try:
+                yield recording
+            finally:
+                task_group.cancel_scope.cancel()
+    finally:
+        summary._finish()
