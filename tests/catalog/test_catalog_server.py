@@ -64,6 +64,15 @@ def test_the_run_engine_writes_over_http(server: TiledServer, written: dict[str,
     assert list(Path(written["backup"]).glob("*.jsonl")) == []
     table = run_table(catalog[written["uid"]])
     assert len(table) == NUM
+    # the config registers the json-seq exporter: documents stream back over HTTP
+    documents = list(catalog[written["uid"]].documents())
+    names = [name for name, _ in documents]
+    assert names[:2] == ["start", "descriptor"]
+    assert names[-1] == "stop"
+    events = [doc for name, doc in documents if name in ("event", "event_page")]
+    assert (
+        sum(len(doc["seq_num"]) if isinstance(doc["seq_num"], list) else 1 for doc in events) == NUM
+    )
     # the server stored the files where the config said
     assert (server.directory / "catalog.db").is_file()
 
