@@ -25,6 +25,8 @@ _LAZY: dict[str, str] = {
     "ServomexAnalyser": ".devices",
     "ServomexChannel": ".devices",
     "ServomexBus": ".devices",
+    "open_catalog": ".catalog",
+    "subscribe_writer": ".catalog",
 }
 
 __all__ = [*_codec_all, *_LAZY, "__version__"]
