@@ -18,7 +18,7 @@ from ophyd_async.core import (
 
 from ..codec.errors import ErrorContext, ServomexConfigurationError
 from ..codec.models import ChannelId, ChannelInfo, ProtocolKind, SerialSettings, Unit
-from .backends import SessionCommandBackend
+from .backends import SessionCommandBackend, execute
 from .calibration import ServomexCalibration
 from .channel import ServomexChannel
 from .connector import ServomexConnector
@@ -272,7 +272,7 @@ class ServomexAnalyser(StandardReadable):
     @AsyncStatus.wrap
     async def trigger(self) -> None:
         """Take one fresh frame: one Modbus sweep, or the next continuous broadcast."""
-        await self.refresh.execute()
+        await execute(self.refresh)
 
     async def read(self) -> dict[str, BlueskyReading[Any]]:
         """Every field from one frame (the triggered one, else the latest)."""

@@ -19,6 +19,7 @@ from bluesky.protocols import Reading
 from event_model import DataKey
 from ophyd_async.core import (
     Callback,
+    Command,
     CommandBackend,
     SignalBackend,
     SignalDatatypeT,
@@ -26,10 +27,15 @@ from ophyd_async.core import (
     make_datakey,
 )
 
-from ..codec.errors import ErrorContext, ServomexConnectionError, ServomexUnsupportedError
+from ..codec.errors import (
+    ErrorContext,
+    ServomexConnectionError,
+    ServomexError,
+    ServomexUnsupportedError,
+)
 from .hub import FrameHub, FrameSnapshot
 
-__all__ = ["FrameSignalBackend", "SessionCommandBackend"]
+__all__ = ["FrameSignalBackend", "SessionCommandBackend", "execute"]
 
 
 class FrameSignalBackend(SignalBackend[SignalDatatypeT]):
@@ -150,3 +156,20 @@ class SessionCommandBackend[**P, T](CommandBackend[P, T]):
     async def execute(self, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the action."""
         return await self._action(*args, **kwargs)
+
+
+async def execute[**P, T](command: Command[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a command and return its result, re-raising the driver's own error.
+
+    ophyd-async turns any ``TimeoutError`` from a command into a bare
+    ``TimeoutError(source)``; a :class:`ServomexTimeoutError` (also a ``TimeoutError``)
+    would lose its message and context that way, so it is unwrapped again here.
+    """
+    try:
+        result: T = await command.execute(*args, **kwargs)
+    except TimeoutError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ServomexError):
+            raise cause from None
+        raise
+    return result

@@ -34,7 +34,7 @@ from ..codec.errors import (
     ServomexValidationError,
 )
 from ..codec.models import CalibrationProgress, CalPhase, ProtocolKind
-from .backends import SessionCommandBackend
+from .backends import SessionCommandBackend, execute
 
 __all__ = ["CALIBRATION_STEPS", "CalibrationTracker", "ServomexCalibration"]
 
@@ -212,7 +212,7 @@ class ServomexCalibration(Device, Movable[int], Stoppable):
             yield self._update(tracker)
             return
         self._start_sent = True
-        await self.start_group.execute(tracker.group, True)
+        await execute(self.start_group, tracker.group, True)
         yield self._update(tracker)
         deadline = None if limit is None else time.monotonic() + limit
         while not tracker.done:
@@ -223,7 +223,7 @@ class ServomexCalibration(Device, Movable[int], Stoppable):
                 tracker.stop()
                 yield self._update(tracker)
                 return
-            phase = CalPhase(await self.group_phase.execute(tracker.group))
+            phase = CalPhase(await execute(self.group_phase, tracker.group))
             if tracker.observe(phase):
                 yield self._update(tracker)
             elif deadline is not None and time.monotonic() > deadline:
@@ -257,6 +257,6 @@ class ServomexCalibration(Device, Movable[int], Stoppable):
             return
         self._stop_requested.set()
         if self._start_sent:
-            await self.stop_all.execute(True)
+            await execute(self.stop_all, True)
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(status.task), timeout=max(5.0, self.poll_period))

@@ -81,7 +81,7 @@ class ServomexConnector(DeviceConnector):
     ``open_session`` opens the session; ``declared`` fixes the channel set (and is what
     mock mode builds); ``poll_rate_hz`` is the background Modbus poll rate while
     something is subscribed; ``expected_period`` bounds how long a continuous-mode
-    ``trigger()`` waits for the next broadcast (three periods, at least 2 s).
+    ``trigger()`` waits for the next broadcast (three periods, at least 0.5 s).
     """
 
     def __init__(
@@ -332,7 +332,7 @@ class ServomexConnector(DeviceConnector):
             if snapshot is None:  # a newer frame is already latest: still report ours
                 snapshot = FrameSnapshot(frame, self.hub.sequence, session.dropped_frames)
         else:
-            wait = max(3.0 * self.expected_period, 2.0)
+            wait = max(3.0 * self.expected_period, 0.5)
             seen = self.hub.sequence
             try:
                 async with asyncio.timeout(wait):

@@ -1,0 +1,113 @@
+"""The device-side frame hub: ordering, listeners, waiting and pinning."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from fakesession import make_frame
+
+from ophyd_servomex.devices import FrameHub, FrameSnapshot
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_publish_numbers_frames_and_ignores_repeats_and_stale_ones() -> None:
+    hub = FrameHub()
+    assert hub.latest is None
+    assert hub.current() is None
+    first = make_frame(1.0, stamp=100.0)
+    snap = hub.publish(first, dropped_frames=2)
+    assert snap == FrameSnapshot(first, 1, 2)
+    assert snap.timestamp == 100.0
+    assert hub.publish(first) is None  # the same frame again (a poll result racing the pump)
+    assert hub.publish(make_frame(0.0, stamp=99.0)) is None  # older than the latest
+    second = hub.publish(make_frame(2.0, stamp=100.0))  # same instant: a new frame
+    assert second is not None
+    assert second.sequence == 2
+    assert hub.sequence == 2
+    assert hub.latest is second
+
+
+async def test_listeners_get_the_current_frame_then_every_new_one() -> None:
+    counts: list[int] = []
+    hub = FrameHub(on_demand=counts.append)
+    got: list[float] = []
+    hub.publish(make_frame(1.0, stamp=1.0))
+    key = hub.add_listener(lambda s: got.append(s.frame.readings[0].value or 0.0))
+    quiet = hub.add_listener(lambda s: got.append(-1.0), deliver_current=False)
+    hub.publish(make_frame(2.0, stamp=2.0))
+    hub.remove_listener(quiet)
+    hub.remove_listener(quiet)  # unknown keys are ignored
+    hub.publish(make_frame(3.0, stamp=3.0))
+    hub.remove_listener(key)
+    hub.publish(make_frame(4.0, stamp=4.0))
+    assert got == [1.0, 2.0, -1.0, 3.0]
+    assert counts == [1, 2, 1, 0]
+    assert hub.listener_count == 0
+
+
+async def test_a_failing_listener_does_not_starve_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = FrameHub()
+    got: list[int] = []
+
+    def broken(snapshot: FrameSnapshot) -> None:
+        raise RuntimeError("subscriber bug")
+
+    hub.add_listener(broken)
+    hub.add_listener(lambda s: got.append(s.sequence))
+    with caplog.at_level(logging.ERROR):
+        hub.publish(make_frame(1.0, stamp=1.0))
+    assert got == [1]
+    assert "subscriber bug" in caplog.text
+
+
+async def test_next_snapshot_waits_for_a_newer_frame() -> None:
+    hub = FrameHub()
+    waiter = asyncio.ensure_future(hub.next_snapshot(0))
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    frame = make_frame(5.0, stamp=5.0)
+    hub.publish(frame)
+    assert (await waiter).frame is frame
+    assert (await hub.next_snapshot(0)).sequence == 1  # already there: no wait
+
+
+async def test_a_pin_holds_one_snapshot_across_gathered_tasks_and_is_reentrant() -> None:
+    hub = FrameHub()
+    assert hub.current() is None
+    with hub.pinned() as nothing:
+        assert nothing is None
+        assert not hub.is_pinned()
+    old = hub.publish(make_frame(1.0, stamp=1.0))
+
+    async def look(delay: int) -> FrameSnapshot | None:
+        for _ in range(delay):
+            await asyncio.sleep(0)
+        return hub.current()
+
+    with hub.pinned() as pinned:
+        assert pinned is old
+        tasks = [asyncio.ensure_future(look(d)) for d in range(4)]
+        await asyncio.sleep(0)
+        hub.publish(make_frame(2.0, stamp=2.0))
+        with hub.pinned(hub.latest) as inner:
+            assert inner is old  # the outer pin wins
+        assert await asyncio.gather(*tasks) == [old] * 4
+    assert not hub.is_pinned()
+    assert hub.current() is hub.latest
+
+
+async def test_reads_report_the_triggered_snapshot_until_cleared() -> None:
+    hub = FrameHub()
+    taken = hub.publish(make_frame(1.0, stamp=1.0))
+    hub.set_triggered(taken)
+    hub.publish(make_frame(2.0, stamp=2.0))
+    assert hub.read_snapshot() is taken
+    with hub.pinned() as pinned:
+        assert pinned is taken
+    hub.clear_trigger()
+    assert hub.read_snapshot() is hub.latest
