@@ -129,9 +129,7 @@ class ServomexAnalyser(StandardReadable):
                     f"port {port!r} differs from the bus's port {bus.port!r}"
                 )
             port = bus.port
-            open_session = bus.session_factory(
-                self, address=address, protocol=kind, timeout=timeout
-            )
+            open_session = bus.session_factory(self, address=address, protocol=kind)
             before = bus.ensure_connected
         elif port:
             open_session = device_session_factory(

@@ -94,10 +94,11 @@ class _BusConnector(DeviceConnector):
         await super().connect_real(device, timeout, force_reconnect)
 
     async def _own(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
-        from ..driver.manager import ServomexManager  # type: ignore[import-untyped,unused-ignore]
+        from ..driver import DEFAULT_INTER_FRAME_IDLE, ServomexManager
 
+        idle = DEFAULT_INTER_FRAME_IDLE if self.inter_frame_idle is None else self.inter_frame_idle
         try:
-            async with ServomexManager() as manager:
+            async with ServomexManager(inter_frame_idle=idle) as manager:
                 self.manager = manager
                 ready.set_result(None)
                 await stop.wait()
@@ -182,9 +183,11 @@ class ServomexBus(Device):
         *,
         address: int,
         protocol: ProtocolKind,
-        timeout: float,
     ) -> SessionFactory:
-        """How ``analyser`` opens its session: add itself to the manager, remove on exit."""
+        """How ``analyser`` opens its session: add itself to the manager, remove on exit.
+
+        The line's settings (framing, timeout, idle gap) are the bus's, shared by all.
+        """
         if protocol is not ProtocolKind.AUTO and protocol is not self.protocol:
             raise ServomexConfigurationError(
                 f"an analyser on a {self.protocol.value} bus cannot use {protocol.value}",
@@ -205,7 +208,8 @@ class ServomexBus(Device):
                 protocol=connector.protocol,
                 address=address,
                 serial_settings=connector.serial_settings,
-                timeout=timeout,
+                timeout=connector.timeout,
+                identify=True,
             )
             try:
                 yield session

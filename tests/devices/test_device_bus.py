@@ -1,0 +1,88 @@
+"""Several analysers on one simulated RS485 line through ServomexBus and the driver's manager."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bluesky import RunEngine
+from bluesky.plans import count
+from bluesky.run_engine import call_in_bluesky_event_loop
+from devicehelpers import documents, f32, simulator
+from ophyd_async.core import init_devices
+
+from ophyd_servomex.codec.errors import ServomexConfigurationError
+from ophyd_servomex.codec.models import ProtocolKind
+from ophyd_servomex.devices import ServomexAnalyser, ServomexBus
+from ophyd_servomex.sim import WireKind
+
+RTU = ProtocolKind.MODBUS_RTU
+
+
+def test_two_analysers_share_one_bus_and_init_devices_connects_all(RE: RunEngine) -> None:
+    with simulator(RTU, addresses=(30, 31)) as sim:
+        sim.handle.analyser_at(31).set_setpoint("I1", 5.5)
+        with init_devices():
+            line = ServomexBus(sim.port, protocol=RTU, inter_frame_idle=0.0)
+            o2 = ServomexAnalyser(bus=line, address=30)
+            co = ServomexAnalyser(bus=line, address=31)
+        try:
+            assert o2.connected
+            assert co.connected
+            assert o2.bus is line
+            assert line.port == sim.port
+            assert line._connector.manager.ports == (sim.port,)  # one shared transport
+            assert set(line._connector.manager.names) == {"o2", "co"}
+            docs = documents(RE)
+            before = len(sim.log.events(WireKind.REQUEST))
+            RE(count([o2, co], num=5))
+            polled = sim.log.events(WireKind.REQUEST)[before:]
+        finally:
+            call_in_bluesky_event_loop(line.disconnect())
+        assert not o2.connected
+        assert not co.connected
+
+    events = [d for n, d in docs if n == "event"]
+    assert len(events) == 5
+    for event in events:
+        assert event["data"]["o2-i1-value"] == f32(20.378)
+        assert event["data"]["co-i1-value"] == f32(5.5)
+        assert len({v for k, v in event["timestamps"].items() if k.startswith("o2-")}) == 1
+        assert len({v for k, v in event["timestamps"].items() if k.startswith("co-")}) == 1
+    # each trigger is one whole sweep of each slave on the one line, never interleaved
+    blocks = [polled[i : i + 3] for i in range(0, len(polled), 3)]
+    assert len(blocks) == 10
+    assert all(len({e.address for e in block}) == 1 for block in blocks)
+    assert sorted(block[0].address or 0 for block in blocks) == [30] * 5 + [31] * 5
+
+
+def test_a_bus_needs_a_modbus_mode_and_its_analysers_its_framing() -> None:
+    with pytest.raises(ServomexConfigurationError, match="continuous"):
+        ServomexBus("/dev/null", protocol="continuous")
+    bus = ServomexBus("/dev/null", protocol="modbus-ascii")
+    with pytest.raises(ServomexConfigurationError, match="cannot use modbus-rtu"):
+        ServomexAnalyser(bus=bus, protocol="modbus-rtu", address=3)
+    with pytest.raises(ServomexConfigurationError, match="differs from the bus"):
+        ServomexAnalyser("/dev/ttyS9", bus=bus, address=3)
+
+
+def test_the_manager_refuses_a_second_analyser_at_the_same_address(RE: RunEngine) -> None:
+    with simulator(RTU, addresses=(30,)) as sim:
+        line = ServomexBus(sim.port, inter_frame_idle=0.0, name="line")
+        first = ServomexAnalyser(bus=line, address=30, name="first")
+        second = ServomexAnalyser(bus=line, address=30, name="second")
+
+        async def connect_both() -> Any:
+            await first.connect()
+            try:
+                await second.connect()
+            except ServomexConfigurationError as exc:
+                return exc
+            return None
+
+        try:
+            error = call_in_bluesky_event_loop(connect_both())
+        finally:
+            call_in_bluesky_event_loop(line.disconnect())
+    assert isinstance(error, ServomexConfigurationError)
+    assert "address 30 is already used" in str(error)
