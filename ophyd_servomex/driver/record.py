@@ -36,18 +36,20 @@ run thousands of ticks in no real time.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import math
 import time
 from array import array
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 import anyio
+import anyio.abc
 from anyio.abc import TaskStatus
 
 from ..codec.errors import (
@@ -73,10 +75,16 @@ __all__ = [
     "source_names",
 ]
 
+_LOGGER = logging.getLogger(__name__)
+
 DEFAULT_BUFFER_SIZE = 1024
 """Batches the stream holds before the overflow policy applies."""
 LATE_FRACTION = 0.5
 """A tick is late when it starts more than this fraction of a period after its slot."""
+_PASSED = 1.0 - 1e-6
+"""A slot counts as passed this close to a whole period after it (floats are not exact)."""
+_ROUNDING = 1e-9
+"""Tolerance, in periods, for float rounding when finding the slot the clock is in."""
 
 
 @runtime_checkable
@@ -158,6 +166,8 @@ class AcquisitionSummary:
     """Samples in those batches."""
     started_at: float | None = None
     """Wall-clock time (``time.time()``) of the first slot."""
+    t0: float | None = None
+    """The recording clock's time of the first slot: tick *k* is due at ``t0 + k / rate_hz``."""
     elapsed: float = 0.0
     """Time from the first slot to the end of the last tick."""
     tick_p50: float | None = None
@@ -321,45 +331,52 @@ class _Producer:
         self.factory = reconnect_factory
         self.clock = clock
         self.sleep = sleep
-        self.owned: AsyncExitStack | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._held: anyio.Event | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        error: BaseException | None = None
+        """Run the ticks; sources the factory opens live in holder tasks of this task."""
+        error: Exception | None = None
+        started = False
         try:
-            if self.source is None:
-                await self._open()  # errors here reach record()'s caller
-            task_status.started()
-            await self._ticks()
-        except Exception as exc:
-            error = exc
-            self.summary.error = exc
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                try:
+                    if self.source is None:
+                        await self._open()
+                    started = True
+                    task_status.started()
+                    await self._ticks()
+                except Exception as exc:
+                    error = exc
+                finally:
+                    self._release()
         finally:
             self.summary.finished = True
+            self.summary.error = error
             self.stream._close(error)
-            with anyio.CancelScope(shield=True):
-                await self._close_owned()
+        if error is not None and not started:
+            raise error  # opening failed: record() raises it to its caller
 
     async def _open(self) -> None:
+        """Open a source with the factory, in a holder task that also closes it."""
         assert self.factory is not None
-        stack = AsyncExitStack()
-        try:
-            source = await stack.enter_async_context(self.factory())
-        except BaseException:
-            await stack.aclose()
-            raise
-        self.owned, self.source = stack, source
+        assert self._task_group is not None
+        source, release = await self._task_group.start(_hold_source, self.factory)
+        self.source, self._held = source, release
         if not self.names:
             self.known_names = source_names(source) or self.known_names
 
-    async def _close_owned(self) -> None:
-        stack, self.owned = self.owned, None
-        if stack is not None:
-            with contextlib.suppress(Exception):  # a dead link may fail to close
-                await stack.aclose()
+    def _release(self) -> None:
+        """Let the holder task close the source the factory opened (if any)."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.set()
 
     async def _ticks(self) -> None:
         period, clock, summary = self.period, self.clock, self.summary
         t0 = clock()
+        summary.t0 = t0
         summary.started_at = time.time()
         k = 0
         while self.total is None or k < self.total:
@@ -367,10 +384,9 @@ class _Producer:
             if not await self._sleep_until(due):
                 return
             now = clock()
-            if now - due >= period:  # this slot has passed entirely: go to the current one
-                current = int((now - t0) // period)
-                if current * period + t0 > now:  # float rounding at the boundary
-                    current -= 1
+            if now - due >= period * _PASSED:  # this slot has passed: go to the current one
+                # (the current slot may lie a rounding error ahead: the loop waits for it)
+                current = math.floor((now - t0) / period + _ROUNDING)
                 skipped = max(1, current - k)
                 if self.total is not None:
                     skipped = min(skipped, self.total - k)
@@ -422,7 +438,7 @@ class _Producer:
             if not self.auto_reconnect:
                 raise
             self.source = None
-            await self._close_owned()
+            self._release()
             return self._error_batch(exc)
         if samples is None:
             self.summary.timeouts += 1
@@ -450,14 +466,74 @@ class _Producer:
         return [Sample(name=name, timestamp=stamp, error=error) for name in names]
 
 
-@asynccontextmanager
-async def record(
+async def _hold_source(
+    factory: SourceFactory,
+    *,
+    task_status: TaskStatus[tuple[PollSource, anyio.Event]] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Enter ``factory()`` and keep it open until released (entered and left in one task)."""
+    release = anyio.Event()
+    started = False
+    try:
+        async with factory() as source:
+            started = True
+            task_status.started((source, release))
+            await release.wait()
+    except Exception:
+        if not started:
+            raise  # opening failed: the caller of start() sees it
+        _LOGGER.debug("closing a released source failed", exc_info=True)
+
+
+class _RecordContext:
+    """The async context manager ``record()`` returns.
+
+    A class rather than a generator so that an exception raised in the ``async with``
+    body leaves it as it is, not wrapped in the producer's task group's exception group.
+    """
+
+    def __init__(self, recording: Recording, producer: _Producer) -> None:
+        self._recording = recording
+        self._producer = producer
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> Recording:
+        if self._task_group is not None:
+            raise ServomexConfigurationError("a recording can be entered only once")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        try:
+            await task_group.start(self._producer.run)
+        except BaseException:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            self._recording.summary._finish()
+            raise
+        return self._recording
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task_group = self._task_group
+        assert task_group is not None
+        task_group.cancel_scope.cancel()
+        try:
+            await task_group.__aexit__(None, None, None)
+        finally:
+            self._recording.summary._finish()
+
+
+def record(
     source: PollSource | None,
     *,
     rate_hz: float,
     duration: float | None = None,
     names: Sequence[str] | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109 (per tick, not a deadline)
+    timeout: float | None = None,
     overflow: OverflowPolicy | str = OverflowPolicy.BLOCK,
     buffer_size: int = DEFAULT_BUFFER_SIZE,
     auto_reconnect: bool = False,
@@ -465,7 +541,7 @@ async def record(
     ticks: int | None = None,
     clock: Callable[[], float] | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
-) -> AsyncIterator[Recording]:
+) -> AbstractAsyncContextManager[Recording]:
     """Poll ``source`` at ``rate_hz`` on a drift-free schedule (see the module notes).
 
     Args:
@@ -483,8 +559,13 @@ async def record(
         ticks: stop after this many slots (an alternative to ``duration``).
         clock, sleep: the time source and the sleep (default anyio's); for tests.
 
-    Yields:
-        a :class:`Recording`; leaving the block stops the recording.
+    Returns:
+        an async context manager giving a :class:`Recording`; leaving the block stops the
+        recording.
+
+    Raises:
+        ServomexValidationError, ServomexConfigurationError: bad arguments (at once).
+        ServomexError: on entering, when ``source`` is ``None`` and the factory fails.
     """
     _positive("rate_hz", rate_hz)
     _positive("timeout", timeout)
@@ -538,12 +619,4 @@ async def record(
         clock=clock or anyio.current_time,
         sleep=sleep or anyio.sleep,
     )
-    try:
-        async with anyio.create_task_group() as task_group:
-            await task_group.start(producer.run)
-            try:
-                yield recording
-            finally:
-                task_group.cancel_scope.cancel()
-    finally:
-        summary._finish()
+    return _RecordContext(recording, producer)
