@@ -95,7 +95,7 @@ class ServomexAnalyser(StandardReadable):
     ``maintenance``, ``calibrating``, ``warming_up``, ``alarm1``…``alarm4``, ``ok``;
     configuration ``display_name`` and ``unit``. Analyser fields: ``fault``,
     ``maintenance``, ``cal_group1``…``cal_group4`` (phase), ``clock``, ``dropped_frames``;
-    configuration ``protocol`` and ``address``.
+    configuration ``protocol`` and ``address`` (0 in continuous mode, which has none).
     """
 
     _connector: ServomexConnector
@@ -309,8 +309,12 @@ class ServomexAnalyser(StandardReadable):
         )
 
     async def disconnect(self) -> None:
-        """Close the driver session (the port, or this analyser's place on its bus)."""
+        """Close the driver session (the port, or this analyser's place on its bus).
+
+        A later ``connect()`` opens a new session (the channel set must not change).
+        """
         await self._connector.disconnect()
+        self._connect_task = None  # so the next connect() is not served from the cache
 
     @property
     def context(self) -> ErrorContext:

@@ -224,3 +224,4 @@ class ServomexBus(Device):
         for analyser in self._attached:
             await analyser.disconnect()
         await self._connector.disconnect()
+        self._connect_task = None  # so the next connect() opens the line again

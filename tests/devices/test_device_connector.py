@@ -80,6 +80,10 @@ async def test_connect_identifies_reads_a_first_frame_and_builds_children() -> N
         await analyser.disconnect()
     assert not analyser.connected
     assert (session.opened, session.closed) == (1, 1)
+    await analyser.connect()  # a plain connect() after disconnect() opens a new session
+    assert analyser.connected
+    await analyser.disconnect()
+    assert (session.opened, session.closed) == (2, 2)
 
 
 async def test_reconnect_keeps_a_same_channel_set_and_refuses_a_changed_one() -> None:
