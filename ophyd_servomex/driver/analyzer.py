@@ -418,7 +418,7 @@ class Analyzer:
         self._require_open()
         cid = self._channel(channel)
         if self._modbus is not None:
-            return await self._modbus_call(self._modbus.read_channel(cid))
+            return await self._modbus_call(self._modbus.read_channel(cid), cid)
         frame = await self.poll()
         return frame.channel(cid)
 
@@ -427,7 +427,7 @@ class Analyzer:
         self._require_open()
         cid = self._channel(channel)
         if self._modbus is not None:
-            return await self._modbus_call(self._modbus.channel_status(cid))
+            return await self._modbus_call(self._modbus.channel_status(cid), cid)
         frame = await self.poll()
         return frame.channel(cid).status
 
@@ -470,11 +470,13 @@ class Analyzer:
         self._info = info
         return info
 
-    async def _modbus_call[T](self, call: Awaitable[T]) -> T:
+    async def _modbus_call[T](self, call: Awaitable[T], channel: ChannelId | None = None) -> T:
         try:
             return await call
-        except ServomexConnectionError as exc:
-            self._link_lost(exc)
+        except ServomexError as exc:
+            exc.with_context(channel=channel.value if channel else None)
+            if isinstance(exc, ServomexConnectionError):
+                self._link_lost(exc)
             raise
 
     # --- subscribing and streaming --------------------------------------------------------

@@ -204,6 +204,10 @@ async def test_exception_01_is_an_illegal_function_error_with_its_context() -> N
             assert ctx.request == SWEEP_RTU[0]
             assert ctx.response == encode_rtu(ADDRESS, b"\x84\x01")
             assert slave.requests == [SWEEP_RTU[0]]  # an exception is an answer: no retry
+            with pytest.raises(ServomexIllegalFunctionError) as info:
+                await analyser.read_channel("I2")
+            ctx = info.value.context
+            assert (ctx.channel, ctx.function, ctx.register) == ("I2", 4, 7)
             # other functions still work
             assert (await analyser.analyser_status()).fault is False
         tg.cancel_scope.cancel()
