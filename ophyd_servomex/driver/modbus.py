@@ -425,6 +425,16 @@ def _checksums(raw: bytes | None, *, ascii_framing: bool) -> tuple[int, int]:
         return -1, -1
 
 
+def _in_chain(error: BaseException, exc: BaseException) -> bool:
+    """True when ``error`` is ``exc`` or one of its causes."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if seen is error:
+            return True
+        seen = seen.__cause__
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class PulseResult:
     """What one coil pulse did: the coil, and its state read back while it was on."""
@@ -475,9 +485,12 @@ class ModbusClient:
         try:
             return await call()
         except ModbusError as exc:
-            raise self.line.translate(
-                exc, self.address, function=function, register=register
-            ) from exc
+            error = self.line.translate(exc, self.address, function=function, register=register)
+            if not _in_chain(error, exc):
+                error.__cause__ = exc
+        # raised outside the handler: a transport error that caused ``exc`` keeps its own
+        # cause, and no cycle ``error → exc → error`` is made
+        raise error
 
     async def _read(self, request: ReadRequest) -> tuple[int, ...] | tuple[bool, ...]:
         slave, start, count = self._slave, request.start, request.count
