@@ -318,9 +318,12 @@ class ServomexManager:
         if exc is not None:
             task_group.cancel_scope.cancel()
         try:
-            return await task_group.__aexit__(exc_type, exc, tb)
+            # The body's exception is not handed to the task group (which would wrap it
+            # in an ExceptionGroup): it leaves the ``async with`` as it was raised.
+            await task_group.__aexit__(None, None, None)
         finally:
             self._lines.clear()
+        return None
 
     def _require_running(self) -> anyio.abc.TaskGroup:
         if self._closed:
@@ -498,10 +501,12 @@ class ServomexManager:
                 raise
             _LOGGER.exception("%s: the shared line failed while closing", line.port)
         finally:
-            line.done.set()
-            if owned:
-                with anyio.CancelScope(shield=True):
-                    await transport.aclose()
+            try:
+                if owned:
+                    with anyio.CancelScope(shield=True):
+                        await transport.aclose()
+            finally:
+                line.done.set()  # only now is the port free for others
 
     async def _open_analyzer(
         self, name: str, line: _Line, address: int, identify: bool

@@ -25,7 +25,15 @@ from ophyd_servomex.driver import (
     ServomexManager,
     open_device,
 )
-from ophyd_servomex.sim import Fault, SimHandle, WireEvent, WireKind, serve_memory, serve_pty
+from ophyd_servomex.sim import (
+    Fault,
+    SimConfig,
+    SimHandle,
+    WireEvent,
+    WireKind,
+    serve_memory,
+    serve_pty,
+)
 from ophyd_servomex.transport import MemoryTransport, open_transport
 
 pytestmark = pytest.mark.anyio
@@ -71,10 +79,33 @@ def assert_strictly_serial(events: list[WireEvent]) -> None:
 
 
 @asynccontextmanager
+async def pty_bus(config: SimConfig) -> AsyncIterator[SimHandle]:
+    """``serve_pty``, but an exception raised in the block (a failed assert) reaches the
+    test: serve_pty's own exit loses it (its cleanup awaits in its cancelled scope)."""
+    error: Exception | None = None
+    async with serve_pty(config) as sim:
+        try:
+            yield sim
+        except Exception as exc:
+            error = exc
+    if error is not None:
+        raise error
+
+
+def test_pty_bus_keeps_a_failure_in_its_block() -> None:
+    async def fail() -> None:
+        async with pty_bus(quiet_config(RTU)):
+            raise AssertionError("kept")
+
+    with pytest.raises(AssertionError, match="kept"):
+        anyio.run(fail)
+
+
+@asynccontextmanager
 async def two_buses(link: str) -> AsyncIterator[tuple[SimHandle, SimHandle]]:
     """Two simulated buses, two analysers each (30 and 31); on the second bus every
     analyser's O₂ set-point differs, so frames cannot be confused between buses."""
-    server = serve_pty if link == "pty" else serve_memory
+    server = pty_bus if link == "pty" else serve_memory
     async with (
         server(quiet_config(RTU, addresses=(30, 31))) as a,
         server(quiet_config(RTU, addresses=(30, 31))) as b,
@@ -168,9 +199,7 @@ async def test_one_port_is_opened_once_and_closed_with_its_last_analyser() -> No
         assert list(manager.ports) == [a.port, b.port]  # a31 still uses it
         assert (await manager.poll(["a31"]))["a31"].address == 31
         await manager.remove("a31")
-        assert list(manager.ports) == [
-            b.port,
-        ]
+        assert list(manager.ports) == [b.port]
 
         transport = await open_transport(a.port)  # released: the lock is gone
         await transport.aclose()
@@ -394,7 +423,7 @@ async def test_a_continuous_analyzer_is_refused() -> None:
 
 async def test_clashes_on_one_line_are_refused() -> None:
     async with (
-        serve_pty(quiet_config(RTU, addresses=(30, 31))) as sim,
+        pty_bus(quiet_config(RTU, addresses=(30, 31))) as sim,
         ServomexManager(inter_frame_idle=IDLE) as manager,
     ):
         await manager.add("x", sim.port, protocol=RTU, address=30)
@@ -415,7 +444,7 @@ async def test_clashes_on_one_line_are_refused() -> None:
 
 async def test_a_failed_add_leaves_nothing_open() -> None:
     async with (
-        serve_pty(quiet_config(RTU, addresses=(30,))) as sim,
+        pty_bus(quiet_config(RTU, addresses=(30,))) as sim,
         ServomexManager(inter_frame_idle=IDLE, retries=0) as manager,
     ):
         with pytest.raises(ServomexTimeoutError) as caught:
@@ -446,7 +475,7 @@ async def test_add_before_entering_and_after_closing_is_refused() -> None:
 async def test_add_and_remove_from_other_tasks_like_a_device_connector() -> None:
     """ophyd-async devices add themselves from their own owner tasks."""
     async with (
-        serve_pty(quiet_config(RTU, addresses=(30, 31, 32))) as sim,
+        pty_bus(quiet_config(RTU, addresses=(30, 31, 32))) as sim,
         ServomexManager(inter_frame_idle=IDLE) as manager,
     ):
 
@@ -478,3 +507,17 @@ async def test_closing_the_manager_closes_its_analysers_and_ports() -> None:
         for port in (a.port, b.port):
             transport = await open_transport(port)
             await transport.aclose()
+
+
+async def test_an_error_in_the_block_leaves_unwrapped() -> None:
+    async with pty_bus(quiet_config(RTU, addresses=(30,))) as sim:
+
+        async def fail_in_the_block() -> None:
+            async with ServomexManager(inter_frame_idle=IDLE) as manager:
+                await manager.add("x", sim.port, protocol=RTU, address=30)
+                raise KeyError("from the body")
+
+        with pytest.raises(KeyError, match="from the body"):
+            await fail_in_the_block()
+        transport = await open_transport(sim.port)  # and the port was closed
+        await transport.aclose()
