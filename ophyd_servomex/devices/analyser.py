@@ -25,7 +25,7 @@ from .connector import ServomexConnector
 from .hub import FrameSnapshot
 from .mock import BENCH_CHANNELS, ServomexAnalyserMock
 from .monitor import DeviceMonitor
-from .session import SessionFactory, device_session_factory
+from .session import SessionFactory, device_session_factory, parse_protocol
 from .signals import FrameSignalR, frame_signal
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class ServomexAnalyser(StandardReadable):
         session_factory: SessionFactory | None = None,
         name: str = "",
     ) -> None:
-        kind = ProtocolKind(protocol)
+        kind = parse_protocol(protocol)
         declared = _declared(channels)
         open_session: SessionFactory | None
         before: Callable[[float], Awaitable[None]] | None = None

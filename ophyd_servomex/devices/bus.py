@@ -31,7 +31,7 @@ from ..codec.errors import (
     ServomexTimeoutError,
 )
 from ..codec.models import ProtocolKind, SerialSettings
-from .session import AnalyserSession, SessionFactory
+from .session import AnalyserSession, SessionFactory, parse_protocol
 
 if TYPE_CHECKING:
     from .analyser import ServomexAnalyser
@@ -150,7 +150,7 @@ class ServomexBus(Device):
         inter_frame_idle: float | None = None,
         name: str = "",
     ) -> None:
-        kind = ProtocolKind(protocol)
+        kind = parse_protocol(protocol)
         if not kind.is_modbus:
             raise ServomexConfigurationError(
                 f"a shared bus needs Modbus RTU or ASCII, not {kind.value}: a continuous-mode "

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 
+from ..codec.errors import ServomexValidationError
 from ..codec.models import (
     CalGroupState,
     DeviceInfo,
@@ -21,7 +22,7 @@ from ..codec.models import (
     SerialSettings,
 )
 
-__all__ = ["AnalyserSession", "SessionFactory", "device_session_factory"]
+__all__ = ["AnalyserSession", "SessionFactory", "device_session_factory", "parse_protocol"]
 
 
 @runtime_checkable
@@ -108,3 +109,14 @@ def device_session_factory(
             yield analyzer
 
     return open_session
+
+
+def parse_protocol(protocol: ProtocolKind | str) -> ProtocolKind:
+    """``protocol`` as a :class:`ProtocolKind`, or :class:`ServomexValidationError`."""
+    try:
+        return ProtocolKind(protocol)
+    except ValueError:
+        raise ServomexValidationError(
+            f"unknown protocol {protocol!r}; expected one of "
+            f"{', '.join(p.value for p in ProtocolKind)}"
+        ) from None

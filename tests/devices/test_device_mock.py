@@ -109,6 +109,8 @@ async def test_declaring_a_channel_twice_is_refused() -> None:
         ServomexAnalyser(channels=["I1", "i1"])
     with pytest.raises(ServomexValidationError, match="unknown channel"):
         ServomexAnalyser(channels=["X9"])
+    with pytest.raises(ServomexValidationError, match="unknown protocol 'modbus-tcp'"):
+        ServomexAnalyser("/dev/ttyS0", protocol="modbus-tcp")
 
 
 async def test_a_real_connect_without_a_port_says_what_to_do() -> None:
