@@ -259,7 +259,7 @@ class ServomexConnector(DeviceConnector):
                 self.hub.publish(first, dropped_frames=session.dropped_frames)
                 async with anyio.create_task_group() as tg:
                     if session.protocol.is_modbus:
-                        tg.start_soon(self._poll_while_subscribed, session)
+                        tg.start_soon(self._poll_while_subscribed, session, tg.cancel_scope)
                     else:
                         tg.start_soon(self._pump_broadcast, session, tg.cancel_scope)
                     if not ready.done():
@@ -296,7 +296,9 @@ class ServomexConnector(DeviceConnector):
             self._failure = ServomexConnectionError("the broadcast ended", context=self.context)
         scope.cancel()
 
-    async def _poll_while_subscribed(self, session: AnalyserSession) -> None:
+    async def _poll_while_subscribed(
+        self, session: AnalyserSession, scope: anyio.CancelScope
+    ) -> None:
         next_tick = time.monotonic()
         while True:
             if not self._demand.is_set():
@@ -304,6 +306,11 @@ class ServomexConnector(DeviceConnector):
                 next_tick = time.monotonic()
             try:
                 frame = await session.poll()
+            except ServomexConnectionError as exc:  # the link is gone: end the session
+                self._failure = exc
+                _LOGGER.error("background poll of %s lost the link: %s", self.port, exc)
+                scope.cancel()
+                return
             except ServomexError as exc:
                 _LOGGER.warning("background poll of %s failed: %s", self.port, exc)
             else:

@@ -256,3 +256,26 @@ async def test_calibration_actions_reach_the_session() -> None:
         ]
     finally:
         await analyser.disconnect()
+
+
+async def test_a_lost_modbus_link_during_background_polling_ends_the_session() -> None:
+    session = FakeSession(RTU)
+    analyser = await connected(session, poll_rate_hz=100.0)
+    original = session.poll
+
+    async def pulled(*, wait_fresh: bool = True) -> Any:
+        if len(session.calls) > 3:
+            raise ServomexConnectionError("cable pulled")
+        return await original(wait_fresh=wait_fresh)
+
+    session.poll = pulled  # type: ignore[method-assign]
+    try:
+        got: list[dict[str, Any]] = []
+        analyser.i1.value.subscribe(got.append)
+        await until(lambda: not analyser.connected)
+        assert session.closed == 1
+        with pytest.raises(ServomexConnectionError, match="cable pulled"):
+            await analyser.trigger()
+        analyser.i1.value.clear_sub(got.append)
+    finally:
+        await analyser.disconnect()
