@@ -21,6 +21,7 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,18 +111,24 @@ def demo_command(args: argparse.Namespace) -> int:
     except ServomexError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    # The reader starts now so that it imports tiled and matplotlib while the runs are taken;
-    # it opens the catalog only once it is given the uids, after this process closed it.
-    reader = _start_reader(location, Path(args.output))
+    # The reader starts as soon as the catalog is open, so that it imports tiled and
+    # matplotlib while the runs are taken; it opens the catalog itself only once it is given
+    # the uids, after this process has closed it.
+    readers: list[subprocess.Popen[str]] = []
+
+    def start_reader() -> None:
+        readers.append(_start_reader(location, Path(args.output)))
+
     try:
-        uids = _record(args, location)
-    except ServomexError as error:
-        _cancel_reader(reader)
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except BaseException:
-        _cancel_reader(reader)
+        uids = _record(args, location, on_catalog_ready=start_reader)
+    except BaseException as error:
+        for reader in readers:
+            _cancel_reader(reader)
+        if isinstance(error, ServomexError):
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         raise
+    reader = readers[0] if readers else _start_reader(location, Path(args.output))
     _say(f"\nreplaying from the catalog in a separate process (pid {reader.pid}) …")
     status = _finish_reader(reader, uids)
     if status != 0:
@@ -135,7 +142,9 @@ def demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record(args: argparse.Namespace, location: str) -> tuple[str, ...]:
+def _record(
+    args: argparse.Namespace, location: str, *, on_catalog_ready: Callable[[], None]
+) -> tuple[str, ...]:
     """Open the catalog, take the three runs, close the catalog; returns the run uids.
 
     The catalog opens in a worker thread while the simulators start and the devices connect
@@ -157,6 +166,7 @@ def _record(args: argparse.Namespace, location: str) -> tuple[str, ...]:
             with simulated_analysers(_say) as devices:
                 catalog = opening.result()
                 subscription = subscribe_writer(run_engine, catalog)
+                on_catalog_ready()
                 _say(
                     f"catalog: {location} ({len(catalog)} run(s) so far, ready "
                     f"{time.monotonic() - started:.1f} s after start); next scan id "
