@@ -1,0 +1,507 @@
+"""Shared pieces of the device commands (``read``, ``stream``, ``discover``, ``capture``,
+``diag``): the connection options, opening an analyser or a manager, a clean stop on
+Ctrl-C, error reporting, and the text/JSON/CSV renderings of frames and samples.
+
+Imports stay light at module level (the codec only): the driver and anyio are imported
+inside the functions that need them, so ``ophyd-servomex --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import signal
+import statistics
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+from ..codec.errors import ServomexError, ServomexValidationError
+from ..codec.models import ChannelStatus, Frame, ProtocolKind, Reading, Sample, SerialSettings, Unit
+
+if TYPE_CHECKING:
+    from ..driver import Analyzer, ServomexManager
+
+__all__ = [
+    "CSV_COLUMNS",
+    "PROTOCOLS",
+    "Timing",
+    "add_connection_options",
+    "csv_rows",
+    "flags_text",
+    "format_frame_table",
+    "format_sample_line",
+    "frame_to_dict",
+    "open_analyzer",
+    "open_manager",
+    "positive_float",
+    "run_command",
+    "sample_to_dict",
+    "serial_settings",
+    "timing",
+    "until_interrupted",
+    "value_text",
+]
+
+PROTOCOLS = tuple(p.value for p in ProtocolKind)
+"""``auto``, ``continuous``, ``modbus-rtu``, ``modbus-ascii``."""
+
+PORT_HELP = (
+    "the port: a serial device (/dev/ttyUSB0, COM3), a pseudo-terminal such as the "
+    "simulator's /dev/pts/N, socket://HOST:PORT or rfc2217://HOST:PORT"
+)
+
+
+# --- argument types -----------------------------------------------------------------------
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number ≥ 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number ≥ 0: {text!r}")
+    return value
+
+
+def addresses(text: str) -> tuple[int, ...]:
+    """An argparse type: one Modbus address or a comma list (``30`` or ``30,31``)."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"addresses must be integers: {text!r}") from None
+    if not values or any(not 1 <= a <= 247 for a in values):
+        raise argparse.ArgumentTypeError(f"addresses must be 1–247: {text!r}")
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"addresses must be distinct: {text!r}")
+    return values
+
+
+def single_address(text: str) -> int:
+    """An argparse type: one Modbus address 1–247."""
+    values = addresses(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"one address only: {text!r}")
+    return values[0]
+
+
+def add_connection_options(
+    parser: argparse.ArgumentParser, *, port: bool = True, several_addresses: bool = False
+) -> None:
+    """Add the port and ``--protocol --address --baud --timeout --period --idle``."""
+    if port:
+        parser.add_argument("port", help=PORT_HELP)
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="auto",
+        help="the analyser's front-panel mode; auto detects it (default auto)",
+    )
+    if several_addresses:
+        parser.add_argument(
+            "--address",
+            type=addresses,
+            default=(1,),
+            metavar="ADDR[,ADDR…]",
+            help="Modbus slave address (the bench 4100D uses 30); several, comma-separated, "
+            "share one RS485 line and need --protocol modbus-rtu or modbus-ascii (default 1)",
+        )
+    else:
+        parser.add_argument(
+            "--address",
+            type=single_address,
+            default=1,
+            metavar="ADDR",
+            help="Modbus slave address 1–247 (the bench 4100D uses 30; default 1)",
+        )
+    parser.add_argument(
+        "--baud", type=int, default=19200, help="baud rate, 2400–19200 (default 19200, 8-N-1)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds per Modbus attempt (default 1)",
+    )
+    parser.add_argument(
+        "--period",
+        type=positive_float,
+        default=2.0,
+        metavar="SECONDS",
+        help="the continuous frame period set on the panel; AUTO listens two periods (default 2)",
+    )
+    parser.add_argument(
+        "--idle",
+        type=non_negative_float,
+        default=0.05,
+        metavar="SECONDS",
+        help="line silence before each Modbus request (default 0.05, what the analyser needs)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log the driver's work to stderr (-v info, -vv debug; default: warnings only, "
+        "and no per-attempt Modbus retry messages)",
+    )
+
+
+def serial_settings(args: argparse.Namespace) -> SerialSettings:
+    """The serial settings from ``--baud`` (8-N-1)."""
+    return SerialSettings(baudrate=args.baud)
+
+
+def open_analyzer(
+    args: argparse.Namespace,
+    *,
+    port: str | None = None,
+    address: int | None = None,
+    protocol: ProtocolKind | str | None = None,
+) -> Analyzer:
+    """An :class:`Analyzer` for the parsed options (enter it with ``async with``)."""
+    from ..driver import open_device
+
+    chosen = args.address if address is None else address
+    if isinstance(chosen, tuple):
+        chosen = chosen[0]
+    return open_device(
+        args.port if port is None else port,
+        protocol=args.protocol if protocol is None else protocol,
+        address=chosen,
+        serial_settings=serial_settings(args),
+        timeout=args.timeout,
+        expected_period=args.period,
+        inter_frame_idle=args.idle,
+    )
+
+
+async def open_manager(args: argparse.Namespace, manager: ServomexManager) -> None:
+    """Add one analyser per ``--address`` on ``args.port`` to an entered manager.
+
+    Each is named ``a<address>``; the protocol must be a Modbus mode.
+    """
+    for address in args.address:
+        await manager.add(
+            f"a{address}",
+            args.port,
+            protocol=args.protocol,
+            address=address,
+            serial_settings=serial_settings(args),
+            timeout=args.timeout,
+        )
+
+
+def several(args: argparse.Namespace) -> bool:
+    """True when ``--address`` named more than one analyser."""
+    return isinstance(args.address, tuple) and len(args.address) > 1
+
+
+# --- running, stopping and failing --------------------------------------------------------
+
+
+def run_command(
+    prog: str, main: Callable[[argparse.Namespace], Awaitable[int]], args: argparse.Namespace
+) -> int:
+    """Run ``main(args)`` in an event loop; report a :class:`ServomexError` as one line."""
+    import anyio
+
+    try:
+        with _logging(getattr(args, "verbose", 0)):
+            return anyio.run(main, args)
+    except ServomexError as exc:
+        print(f"ophyd-servomex {prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (``… | head``): stop quietly
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+@contextlib.contextmanager
+def _logging(verbose: int) -> Iterator[None]:
+    """Log to stderr at the level ``-v`` asks for; quiet anymodbus's per-attempt retries
+    unless verbose (restored afterwards, for callers of ``cli.main`` in-process)."""
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    retries = logging.getLogger("anymodbus")
+    saved = retries.level
+    if verbose <= 0 and saved == logging.NOTSET:
+        retries.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        retries.setLevel(saved)
+
+
+async def until_interrupted[T](body: Callable[[], Awaitable[T]]) -> tuple[T | None, bool]:
+    """Run ``body()`` until it returns or SIGINT/SIGTERM arrives.
+
+    Returns ``(result, interrupted)``; on a signal the body is cancelled (its ``async
+    with`` blocks close the port cleanly) and the result is ``None``. Errors from the body
+    are raised as they are.
+    """
+    import anyio
+
+    interrupted = False
+    result: T | None = None
+    error: Exception | None = None
+    async with anyio.create_task_group() as task_group:
+
+        async def watch() -> None:
+            nonlocal interrupted
+            try:
+                receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                return
+            with receiver as signals:
+                async for _signum in signals:
+                    interrupted = True
+                    task_group.cancel_scope.cancel()
+                    return
+
+        task_group.start_soon(watch)
+        try:
+            result = await body()
+        except Exception as exc:
+            error = exc
+        finally:
+            task_group.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return result, interrupted
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def value_text(reading: Reading) -> str:
+    """A reading's value as the analyser shows it (3 decimals, mA 1), or ``-``."""
+    if reading.value is None:
+        return "-"
+    decimals = 1 if reading.unit is Unit.MILLIAMP else 3
+    return f"{reading.value:.{decimals}f}"
+
+
+def flags_text(status: ChannelStatus) -> str:
+    """``ok`` or the active flags: ``fault``, ``maint``, ``cal``, ``warm-up``, ``A1``…"""
+    names = [
+        name
+        for name, on in (
+            ("fault", status.fault),
+            ("maint", status.maintenance),
+            ("cal", status.calibrating),
+            ("warm-up", status.warming_up),
+        )
+        if on
+    ]
+    names += [f"A{k + 1}" for k, on in enumerate(status.alarms) if on]
+    return " ".join(names) if names else "ok"
+
+
+def format_frame_table(frame: Frame) -> str:
+    """The analyser's state and one row per channel."""
+    analyser = frame.analyser
+    state = [
+        name
+        for name, on in (("FAULT", analyser.fault), ("MAINTENANCE", analyser.maintenance))
+        if on
+    ]
+    calibrating = [
+        f"group {g.group} (gas {g.cal_gas})" for g in analyser.cal_groups if g.calibrating
+    ]
+    lines = [
+        f"analyser: {' '.join(state) or 'ok'}; calibrating: {', '.join(calibrating) or 'none'}",
+        f"{'id':<3} {'name':<7} {'value':>9} {'unit':<4} status",
+    ]
+    for reading in frame.readings:
+        name = reading.name if reading.name is not None else "-"
+        lines.append(
+            f"{reading.channel.value:<3} {name:<7} {value_text(reading):>9} "
+            f"{reading.unit_text:<4} {flags_text(reading.status)}"
+        )
+    return "\n".join(lines)
+
+
+def _clock(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%H:%M:%S.%f")[:-3]
+
+
+def format_sample_line(sample: Sample) -> str:
+    """One line per sample: time, name, then ``I1=20.378%`` … or the error."""
+    head = f"{_clock(sample.timestamp)} {sample.name}"
+    frame = sample.frame
+    if frame is None:
+        error = sample.error
+        message = error.message if isinstance(error, ServomexError) else str(error)
+        return f"{head} error: {type(error).__name__}: {message}"
+    parts = []
+    for reading in frame.readings:
+        text = f"{reading.channel.value}={value_text(reading)}{reading.unit_text}"
+        flags = flags_text(reading.status)
+        parts.append(text if flags == "ok" else f"{text}[{flags.replace(' ', ',')}]")
+    return f"{head} {' '.join(parts)}"
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+def frame_to_dict(frame: Frame) -> dict[str, Any]:
+    """A JSON-ready rendering of a frame (full float precision)."""
+    return {
+        "time": frame.timestamp,
+        "protocol": frame.protocol.value,
+        "address": frame.address,
+        "analyser": {
+            "fault": frame.analyser.fault,
+            "maintenance": frame.analyser.maintenance,
+            "calibrating": [g.group for g in frame.analyser.cal_groups if g.calibrating],
+        },
+        "channels": {
+            r.channel.value: {
+                "name": r.name,
+                "value": r.value,
+                "unit": r.unit_text,
+                "ok": r.status.ok,
+                "flags": [] if flags_text(r.status) == "ok" else flags_text(r.status).split(),
+            }
+            for r in frame.readings
+        },
+    }
+
+
+def sample_to_dict(sample: Sample) -> dict[str, Any]:
+    """A JSON-ready rendering of a sample: the frame, or the error."""
+    out: dict[str, Any] = {
+        "time": sample.timestamp,
+        "iso_time": _iso(sample.timestamp),
+        "name": sample.name,
+    }
+    if sample.frame is not None:
+        frame = frame_to_dict(sample.frame)
+        out.update(protocol=frame["protocol"], address=frame["address"])
+        out.update(analyser=frame["analyser"], channels=frame["channels"], error=None)
+    else:
+        error = sample.error
+        out["error"] = f"{type(error).__name__}: {error}"
+    return out
+
+
+CSV_COLUMNS = (
+    "time",
+    "iso_time",
+    "name",
+    "protocol",
+    "address",
+    "channel",
+    "label",
+    "value",
+    "unit",
+    "ok",
+    "flags",
+    "error",
+)
+"""The tidy CSV layout: one row per channel of each sample (one row per error sample)."""
+
+
+def csv_rows(sample: Sample) -> list[list[object]]:
+    """The CSV rows of one sample (see :data:`CSV_COLUMNS`)."""
+    head: list[object] = [repr(sample.timestamp), _iso(sample.timestamp), sample.name]
+    frame = sample.frame
+    if frame is None:
+        error = sample.error
+        return [[*head, "", "", "", "", "", "", "", "", f"{type(error).__name__}: {error}"]]
+    rows: list[list[object]] = []
+    for r in frame.readings:
+        flags = flags_text(r.status)
+        rows.append(
+            [
+                *head,
+                frame.protocol.value,
+                "" if frame.address is None else frame.address,
+                r.channel.value,
+                "" if r.name is None else r.name,
+                "" if r.value is None else repr(r.value),
+                r.unit_text,
+                "1" if r.status.ok else "0",
+                "" if flags == "ok" else flags,
+                "",
+            ]
+        )
+    return rows
+
+
+# --- timing statistics --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Statistics of a set of durations, in seconds."""
+
+    count: int
+    minimum: float
+    p50: float
+    p99: float
+    maximum: float
+    mean: float
+    jitter: float
+    """The standard deviation (0 for fewer than two values)."""
+
+    def describe(self, scale: float = 1000.0, unit: str = "ms") -> str:
+        """``min … p50 … p99 … max … mean … jitter …`` in ``unit``."""
+        fields = (
+            ("min", self.minimum),
+            ("p50", self.p50),
+            ("p99", self.p99),
+            ("max", self.maximum),
+            ("mean", self.mean),
+            ("jitter (stdev)", self.jitter),
+        )
+        return ", ".join(f"{name} {value * scale:.2f} {unit}" for name, value in fields)
+
+
+def timing(values: Sequence[float]) -> Timing:
+    """Min, p50, p99, max, mean and jitter of ``values`` (at least one)."""
+    from ..driver.record import percentile
+
+    if not values:
+        raise ServomexValidationError("no timings to summarise")
+    p50 = percentile(values, 0.5)
+    p99 = percentile(values, 0.99)
+    assert p50 is not None
+    assert p99 is not None
+    return Timing(
+        count=len(values),
+        minimum=min(values),
+        p50=p50,
+        p99=p99,
+        maximum=max(values),
+        mean=statistics.fmean(values),
+        jitter=statistics.pstdev(values) if len(values) > 1 else 0.0,
+    )
+
+
+def print_err(*parts: object, file: TextIO | None = None) -> None:
+    """Print to stderr (or ``file``) and flush: progress lines must show at once."""
+    print(*parts, file=file or sys.stderr, flush=True)
