@@ -176,6 +176,7 @@ def open_analyzer(
     port: str | None = None,
     address: int | None = None,
     protocol: ProtocolKind | str | None = None,
+    identify: bool = True,
 ) -> Analyzer:
     """An :class:`Analyzer` for the parsed options (enter it with ``async with``)."""
     from ..driver import open_device
@@ -191,6 +192,7 @@ def open_analyzer(
         timeout=args.timeout,
         expected_period=args.period,
         inter_frame_idle=args.idle,
+        identify=identify,
     )
 
 

@@ -96,7 +96,7 @@ async def _diag(args: argparse.Namespace) -> int:
     from ._common import open_analyzer
 
     tally = _Tally()
-    async with open_analyzer(args) as analyzer:
+    async with open_analyzer(args, identify=False) as analyzer:
         modbus = analyzer.protocol.is_modbus
         what = "loopback round trips" if modbus else "frame intervals"
         where = f", address {analyzer.address}" if analyzer.address is not None else ""
