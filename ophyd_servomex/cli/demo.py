@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -104,6 +105,10 @@ def demo_command(args: argparse.Namespace) -> int:
     from ..codec.errors import ServomexError
 
     _configure_logging()
+    # A demo should fail fast on an unreachable server, not retry for most of a minute
+    # (tiled reads these when it is imported; the user's own settings win).
+    os.environ.setdefault("TILED_RETRY_ATTEMPTS", "1")
+    os.environ.setdefault("TILED_RETRY_TIMEOUT", "2")
     began = time.monotonic()
     _say("ophyd-servomex demo: simulated analysers → RunEngine → catalog → replay\n")
     try:

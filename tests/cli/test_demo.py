@@ -274,3 +274,15 @@ def test_calibration_shading_spans_each_run_of_flags() -> None:
     assert _spans(times, [False, True, True, False, True, True]) == [(1.0, 2.0), (4.0, 5.0)]
     assert _spans(times, [False] * 6) == []
     assert _spans([], []) == []
+
+
+def test_an_unusable_catalog_location_fails_with_status_1_before_anything_starts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the demo shortens tiled's retries through the environment: keep that out of this process
+    monkeypatch.setenv("TILED_RETRY_ATTEMPTS", "1")
+    monkeypatch.setenv("TILED_RETRY_TIMEOUT", "2")
+    assert main(["demo", "--catalog", "ftp://example.org/runs"]) == 1
+    captured = capsys.readouterr()
+    assert "simulated 4100" not in captured.out
+    assert captured.err.startswith("error: unsupported catalog location scheme 'ftp'")
