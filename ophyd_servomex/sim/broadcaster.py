@@ -26,7 +26,7 @@ from ..codec.errors import ServomexValidationError
 from ..codec.models import SerialSettings
 from .analyser import SimAnalyser
 from .faults import FaultInjector, Framing
-from .links import LINK_CLOSED, LINK_LOST, Disconnected
+from .links import DISCONNECT_LINGER, LINK_CLOSED, LINK_LOST, Disconnected
 from .wirelog import Direction, WireEvent, WireKind, WireLog
 
 __all__ = ["PACING_CHUNK", "ContinuousBroadcaster"]
@@ -141,6 +141,8 @@ class ContinuousBroadcaster:
             )
         )
         if delivery.disconnect:
+            if delivery.data:
+                await anyio.sleep(DISCONNECT_LINGER)
             await stream.aclose()
             self.log.record(
                 WireEvent(

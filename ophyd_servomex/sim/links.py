@@ -6,7 +6,7 @@ import anyio
 
 from ..codec.errors import ServomexConnectionError
 
-__all__ = ["LINK_CLOSED", "LINK_LOST", "Disconnected"]
+__all__ = ["DISCONNECT_LINGER", "LINK_CLOSED", "LINK_LOST", "Disconnected"]
 
 LINK_LOST: tuple[type[BaseException], ...] = (
     anyio.EndOfStream,
@@ -23,3 +23,11 @@ LINK_CLOSED: tuple[type[BaseException], ...] = (
 
 class Disconnected(Exception):
     """Raised inside a server when a ``DISCONNECT`` fault closed the link."""
+
+
+DISCONNECT_LINGER = 0.05
+"""Seconds a ``DISCONNECT`` fault waits after its last bytes before closing the link.
+
+Bytes already on the wire reach the far end when a cable is pulled; a pty master that
+closes at once discards what the slave has not read yet, so the simulator lingers briefly.
+"""

@@ -29,7 +29,7 @@ from ..codec.models import SerialSettings
 from .analyser import SimAnalyser
 from .dispatch import answer
 from .faults import FaultInjector, Framing
-from .links import LINK_CLOSED, LINK_LOST, Disconnected
+from .links import DISCONNECT_LINGER, LINK_CLOSED, LINK_LOST, Disconnected
 from .splitter import AsciiRequestSplitter, Received, RequestSplitter, RtuRequestSplitter
 from .wirelog import Direction, WireEvent, WireKind, WireLog
 
@@ -206,6 +206,8 @@ class ModbusSlave:
         self.log.record(WireEvent(now, Direction.TX, WireKind.REPLY, delivery.data, address, note))
         self._last_end = now
         if delivery.disconnect:
+            if delivery.data:
+                await anyio.sleep(DISCONNECT_LINGER)
             await stream.aclose()
             self.log.record(
                 WireEvent(self._clock(), Direction.TX, WireKind.DISCONNECT, b"", address, note)

@@ -13,9 +13,11 @@ end of the in-memory link.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -189,6 +191,36 @@ class _Engine:
 
 
 @asynccontextmanager
+async def _serving[H](
+    serve: Callable[[], Coroutine[Any, Any, object]],
+    handle: H,
+    *closers: Callable[[], Awaitable[object]],
+) -> AsyncIterator[H]:
+    """Run ``serve`` in the background while the caller's block runs, then stop it.
+
+    The block's own exception comes out as itself: the task group would otherwise wrap it
+    in an ExceptionGroup, and a close awaited inside the cancelled scope would replace it
+    with a cancellation that the group then swallows. Closers run shielded, after the
+    server task has ended.
+    """
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            try:
+                yield handle
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            for close in closers:
+                await close()
+
+
+@asynccontextmanager
 async def serve_memory(config: SimConfig | None = None) -> AsyncIterator[MemorySimHandle]:
     """Serve over an in-memory link; ``handle.transport`` is the client's end.
 
@@ -197,16 +229,13 @@ async def serve_memory(config: SimConfig | None = None) -> AsyncIterator[MemoryS
     """
     engine = _Engine(config or SimConfig())
     client, server_end = memory_transport_pair(port="memory://sim", settings=engine.config.settings)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(engine.server.serve, server_end)
-        try:
-            yield MemorySimHandle(
-                client.port, engine.config, engine.analysers, engine.log, engine.faults, client
-            )
-        finally:
-            tg.cancel_scope.cancel()
-            await server_end.aclose()
-            await client.aclose()
+    handle = MemorySimHandle(
+        client.port, engine.config, engine.analysers, engine.log, engine.faults, client
+    )
+    async with _serving(
+        partial(engine.server.serve, server_end), handle, server_end.aclose, client.aclose
+    ) as served:
+        yield served
 
 
 @asynccontextmanager
@@ -218,17 +247,9 @@ async def serve_pty(config: SimConfig | None = None) -> AsyncIterator[SimHandle]
     """
     engine = _Engine(config or SimConfig())
     pair = open_pty_pair()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_serve_persistent, engine, pair.master)
-        try:
-            yield engine.handle(pair.path)
-        finally:
-            tg.cancel_scope.cancel()
-            await pair.aclose()
-
-
-async def _serve_persistent(engine: _Engine, stream: anyio.abc.ByteStream) -> None:
-    await engine.server.serve(stream, persistent=True)
+    serve = partial(engine.server.serve, pair.master, persistent=True)
+    async with _serving(serve, engine.handle(pair.path), pair.aclose) as served:
+        yield served
 
 
 @asynccontextmanager
@@ -257,9 +278,6 @@ async def serve_tcp(
                 busy = False
 
     bound = listener.extra(SocketAttribute.local_port)
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, handle_client)
-        try:
-            yield engine.handle(f"socket://{host}:{bound}")
-        finally:
-            tg.cancel_scope.cancel()
+    handle = engine.handle(f"socket://{host}:{bound}")
+    async with _serving(partial(listener.serve, handle_client), handle, listener.aclose) as served:
+        yield served

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import anyio
 import pytest
@@ -134,3 +135,11 @@ def test_simulator_thread_start_stop_and_errors() -> None:
         bad.start()
     with pytest.raises(ServomexValidationError):
         _ = bad.portal
+
+
+@pytest.mark.parametrize("serve", [serve_pty, serve_memory, serve_tcp])
+async def test_an_error_in_the_block_comes_out_as_itself(serve: Any) -> None:
+    """A failing assertion inside ``async with serve_…`` must fail the test, unwrapped."""
+    with pytest.raises(KeyError, match="boom"):
+        async with serve(SimConfig()):
+            raise KeyError("boom")
