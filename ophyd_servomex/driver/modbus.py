@@ -464,6 +464,8 @@ class ModbusClient:
         self._plan: tuple[ReadRequest, ...] | None = None
         self.fallback_channels: tuple[ChannelId, ...] | None = None
         """Set once the unit refused a broad span and the gap-free plan took over."""
+        self._broad_answered = False
+        """True once a broad read succeeded: later silence is a lost reply, not a refusal."""
         self.info: DeviceInfo | None = None
         """Names and units cached by :meth:`identify`."""
 
@@ -523,10 +525,13 @@ class ModbusClient:
         try:
             for request in plan:
                 responses[request] = await self._read(request)
+            self._broad_answered = True
             return responses
         except (ServomexIllegalDataAddressError, ServomexTimeoutError) as exc:
-            if isinstance(exc, ServomexTimeoutError) and not await self._answers_narrow_read():
-                raise  # the unit is silent, not refusing a span
+            if isinstance(exc, ServomexTimeoutError) and (
+                self._broad_answered or not await self._answers_narrow_read()
+            ):
+                raise  # replies were lost, or the unit is silent: it is not refusing a span
             _LOGGER.warning(
                 "%s: address %s refused a broad read (%s); falling back to gap-free reads",
                 self.line.port,

@@ -111,11 +111,16 @@ async def test_a_dropped_read_reply_is_retried() -> None:
 
 async def test_reads_give_up_after_two_retries_with_a_timeout() -> None:
     async with serve_pty(quiet_config(RTU)) as sim, device(sim) as analyser:
+        await analyser.poll()  # the unit answers the broad sweep: later silence is lost replies
+        sim.log.clear()
         sim.faults.inject(Fault.DROP, count=3)
         with pytest.raises(ServomexTimeoutError, match="3 attempts") as info:
             await analyser.poll()
         assert info.value.context.request == SWEEP_RTU[0]
         assert requests(sim) == [SWEEP_RTU[0]] * 3
+        sim.log.clear()
+        await analyser.poll()
+        assert requests(sim) == list(SWEEP_RTU)  # still the broad sweep: no fallback
         await assert_polls_clean(analyser)
 
 
