@@ -42,8 +42,8 @@ case "$cmd" in
     bench) setup; exec .venv/bin/python -m benchmarks "$@" ;;
     test)
         setup
-        .venv/bin/ruff check ophyd_servomex tests benchmarks
-        .venv/bin/ruff format --check ophyd_servomex tests benchmarks
+        .venv/bin/ruff check ophyd_servomex tests benchmarks example_plans
+        .venv/bin/ruff format --check ophyd_servomex tests benchmarks example_plans
         .venv/bin/mypy
         .venv/bin/lint-imports
         exec .venv/bin/python -m pytest "$@"
