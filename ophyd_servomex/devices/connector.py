@@ -185,11 +185,14 @@ class ServomexConnector(DeviceConnector):
         self._owner = asyncio.create_task(
             self._own(self._open_session, ready, self._stop), name=f"servomex-owner {self.port}"
         )
+        deadline = asyncio.timeout(timeout)
         try:
-            async with asyncio.timeout(timeout):
+            async with deadline:
                 info = await asyncio.shield(ready)
         except TimeoutError:
             await self.disconnect()
+            if not deadline.expired():  # the driver's own timeout: keep its message
+                raise
             raise ServomexTimeoutError(
                 f"connecting to the analyser took longer than {timeout} s", context=self.context
             ) from None

@@ -4,12 +4,15 @@ triggers, background polling on demand and the calibration actions."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from fakesession import BENCH, FakeSession, make_frame
 
 from ophyd_servomex.codec.errors import (
+    ErrorContext,
     ServomexConfigurationError,
     ServomexConnectionError,
     ServomexTimeoutError,
@@ -112,6 +115,30 @@ async def test_a_failed_open_raises_the_drivers_error_and_reads_then_say_so() ->
         await analyser.connect()
     with pytest.raises(ServomexConnectionError, match="not connected: port /dev/ttyX busy"):
         await analyser.trigger()
+
+
+async def test_a_driver_timeout_at_connect_keeps_its_own_message_and_context() -> None:
+    # the driver's ServomexTimeoutError (a TimeoutError) must not be mistaken for the
+    # connect deadline: the user needs "no reply from address 31", not "took longer than 30 s"
+    session = FakeSession(RTU)
+    session.fail_open = ServomexTimeoutError(
+        "no reply from address 31", context=ErrorContext(port="fake://port", address=31)
+    )
+    analyser = ServomexAnalyser(session_factory=session.factory(), name="gas")
+    with pytest.raises(ServomexTimeoutError) as caught:
+        await analyser.connect(timeout=30.0)
+    assert str(caught.value) == "no reply from address 31 (port=fake://port, address=31)"
+
+
+async def test_the_connect_deadline_itself_names_the_timeout() -> None:
+    @asynccontextmanager
+    async def never_opens() -> AsyncIterator[FakeSession]:
+        await asyncio.Event().wait()
+        yield FakeSession(RTU)
+
+    analyser = ServomexAnalyser(session_factory=never_opens, name="gas")
+    with pytest.raises(ServomexTimeoutError, match=r"took longer than 0.2 s"):
+        await analyser.connect(timeout=0.2)
 
 
 async def test_a_declared_channel_missing_from_the_analyser_fails_the_connect() -> None:
