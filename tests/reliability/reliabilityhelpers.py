@@ -216,3 +216,61 @@ def window(sent: Sequence[SentFrame], received: Sequence[Comparable]) -> list[Se
 def channel_values(frame: Frame, channels: Sequence[ChannelId]) -> tuple[float | None, ...]:
     """The values of ``channels`` in ``frame``, in that order."""
     return tuple(frame.channel(c).value for c in channels)
+
+
+# --- a simulator in its own process --------------------------------------------------------
+
+
+def _serve_in_process(config: Any, ports: Any, stop: Any, out: Any) -> None:
+    """The child process: serve ``config`` on a pty until told to stop, then send back the
+    wire log's broadcasts and the analyser's simulated time."""
+    from ophyd_servomex.sim import SimulatorThread
+
+    with SimulatorThread(config) as sim:
+        ports.put(sim.port)
+        stop.wait()
+        events = [(e.time, e.data, e.note) for e in sim.log.events(WireKind.BROADCAST)]
+        out.put((events, sim.analyser.sim_time(), sim.log.total))
+
+
+class SimulatorProcess:
+    """A simulator served from a separate process (spawned), so it never shares the GIL
+    with the client under test: like a real analyser, it keeps its own pace.
+
+    ``port`` is its pty; after the ``with`` block, ``broadcasts`` holds every broadcast as
+    ``(monotonic time, bytes, fault note)`` (CLOCK_MONOTONIC is shared by all processes),
+    ``sim_time`` the simulated seconds the analyser lived and ``log_total`` the entries of
+    its wire log (to prove none were trimmed).
+    """
+
+    def __init__(self, config: Any) -> None:
+        import multiprocessing
+
+        self._context = multiprocessing.get_context("spawn")
+        self._config = config
+        self.port = ""
+        self.broadcasts: list[tuple[float, bytes, str]] = []
+        self.sim_time = 0.0
+        self.log_total = 0
+
+    def __enter__(self) -> SimulatorProcess:
+        ctx = self._context
+        self._ports, self._out, self._stop = ctx.Queue(), ctx.Queue(), ctx.Event()
+        self._process = ctx.Process(
+            target=_serve_in_process,
+            args=(self._config, self._ports, self._stop, self._out),
+            name="servomex-sim",
+            daemon=True,
+        )
+        self._process.start()
+        self.port = self._ports.get(timeout=60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        try:
+            self.broadcasts, self.sim_time, self.log_total = self._out.get(timeout=60)
+        finally:
+            self._process.join(timeout=30)
+            if self._process.is_alive():
+                self._process.kill()
