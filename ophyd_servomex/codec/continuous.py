@@ -21,6 +21,8 @@ Choices this module makes where the device facts are silent:
 * An active alarm k is written as its digit (``1 3 ``); any non-space character reads as
   active.
 * A lower-case hex checksum is accepted; :func:`build_frame` writes upper case.
+* A line may end in CR LF, LF or a lone CR (the frame itself never holds either), and
+  spaces after the closing ``;`` are not part of the frame.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ _HEX_DIGITS = b"0123456789ABCDEFabcdef"
 _IDS: dict[bytes, ChannelId] = {c.value.encode("ascii"): c for c in ChannelId}
 _COUNTS: dict[bytes, int] = {b"%02d" % n: n for n in range(1, MAX_CHANNELS + 1)}
 _ALARM_SPACE = 0x20
+# What may follow the closing ';': the line end (CR LF, LF or CR) and stray spaces.
+_LINE_END = b" \r\n"
+_LINE_END_BYTES = (b" ", b"\r", b"\n")
 
 # Every byte but ';' becomes 'x', so one translate + compare checks that each separator is at
 # its fixed offset and that no field holds a stray ';' (the exact token count and widths).
@@ -284,7 +289,8 @@ def _parse_clock(text: bytes) -> datetime | None:
 def parse_frame(line: bytes, *, timestamp: float | None = None) -> Frame:
     """Decode one continuous-mode line into a :class:`Frame`.
 
-    ``line`` may end in CR LF, LF or nothing. ``timestamp`` (host time) defaults to
+    ``line`` may end in CR LF, LF, CR or nothing, and trailing spaces after the closing
+    ``;`` are ignored. ``timestamp`` (host time) defaults to
     ``time.time()``. The shape is checked in this order: start space and channel count,
     the length ``39 + 33·N``, the checksum, then the place of every ``;``.
 
@@ -296,11 +302,7 @@ def parse_frame(line: bytes, *, timestamp: float | None = None) -> Frame:
     """
     if type(line) is not bytes:
         line = bytes(line)
-    content = line
-    if content[-1:] == b"\n":
-        content = content[:-1]
-    if content[-1:] == b"\r":
-        content = content[:-1]
+    content = line.rstrip(_LINE_END) if line[-1:] in _LINE_END_BYTES else line
     size = len(content)
     if size < HEADER_LENGTH:
         raise ServomexFrameError(
@@ -527,7 +529,8 @@ class ContinuousDecoder:
     """Turn a byte stream from a continuous-mode analyser into frames and typed errors.
 
     Sans-I/O: :meth:`feed` takes chunks of any size (one byte works) and returns what
-    they completed. Lines end in LF (a trailing CR is dropped); empty lines are skipped.
+    they completed. Lines end in LF, CR LF or a lone CR (a frame holds neither byte);
+    empty lines are skipped.
     The first line, when it does not start with a space, is the tail of a frame the
     receiver joined half-way: it is counted in :attr:`fragments` and not reported. Any
     other bad line comes back as its :class:`ServomexProtocolError` (``context.response``
@@ -556,7 +559,7 @@ class ContinuousDecoder:
 
     @property
     def pending(self) -> int:
-        """Bytes buffered that do not yet end in LF."""
+        """Bytes buffered that do not yet end in a line end."""
         return len(self._buffer)
 
     def reset(self) -> None:
@@ -569,7 +572,7 @@ class ContinuousDecoder:
     def feed(self, chunk: bytes) -> list[Frame | ServomexProtocolError]:
         """Add received bytes; return the frames and errors of the lines they completed."""
         out: list[Frame | ServomexProtocolError] = []
-        if b"\n" not in chunk:
+        if b"\n" not in chunk and b"\r" not in chunk:
             if self._discarding:
                 return out
             self._buffer += chunk
@@ -577,7 +580,7 @@ class ContinuousDecoder:
                 self._drop_overlong(out)
             return out
         data = bytes(self._buffer) + chunk if self._buffer else bytes(chunk)
-        lines = data.split(b"\n")
+        lines = data.replace(b"\r", b"\n").split(b"\n")
         tail = lines.pop()
         now = self._clock()
         for line in lines:
@@ -615,8 +618,6 @@ class ContinuousDecoder:
         )
 
     def _line(self, line: bytes, now: float, out: list[Frame | ServomexProtocolError]) -> None:
-        if line[-1:] == b"\r":
-            line = line[:-1]
         if not line:
             return
         if self._first_line:

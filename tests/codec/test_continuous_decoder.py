@@ -170,7 +170,7 @@ def test_garbage_between_frames_is_reported_and_resynchronised() -> None:
 def test_overlong_line_is_dropped_and_memory_stays_bounded() -> None:
     decoder = ContinuousDecoder(clock=lambda: 0.0)
     assert decoder.feed(LINES[0] + b"\n") == EXPECTED[:1]
-    junk = bytes(range(11, 256)) * 40  # no LF, 9800 bytes
+    junk = bytes(range(14, 256)) * 40  # no LF or CR (both end a line), 9680 bytes
     out = feed_in(decoder, junk, [97])
     (error,) = out
     assert isinstance(error, ServomexFrameError)
