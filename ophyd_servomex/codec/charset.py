@@ -28,7 +28,9 @@ SUBSCRIPT_TWO_BYTE = 0x82
 # Latin-1 maps byte 0x82 to U+0082; the display ROM shows it as U+2082 instead.
 _DECODE_TABLE = {SUBSCRIPT_TWO_BYTE: SUBSCRIPT_TWO}
 _ENCODE_TABLE = {ord(SUBSCRIPT_TWO): chr(SUBSCRIPT_TWO_BYTE)}
-_ASCII_TABLE = {ord(SUBSCRIPT_TWO): "2"}
+# Continuous mode sends glyphs as plain ASCII; any subscript digit (only ₂ is known on
+# the display, others may exist) becomes its digit.
+_ASCII_TABLE = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
 
 
 def decode_display(data: bytes) -> str:
@@ -70,5 +72,8 @@ def encode_display(text: str) -> bytes:
 
 
 def to_ascii_name(text: str) -> str:
-    """The name as continuous mode shows it, display glyphs replaced by ASCII: ``CO₂`` → ``CO2``."""
+    """The name as continuous mode shows it, display glyphs replaced by ASCII: ``CO₂`` → ``CO2``.
+
+    Every subscript digit ``₀``–``₉`` becomes its ASCII digit.
+    """
     return text.translate(_ASCII_TABLE)

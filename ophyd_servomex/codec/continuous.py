@@ -33,6 +33,7 @@ import zlib
 from collections.abc import Callable
 from datetime import datetime
 
+from .charset import to_ascii_name
 from .errors import (
     ErrorContext,
     ServomexChecksumError,
@@ -392,7 +393,6 @@ def parse_frame(line: bytes, *, timestamp: float | None = None) -> Frame:
 
 # --- building ---------------------------------------------------------------------------
 
-_ASCII_NAME = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
 _UNIT_FIELDS: dict[Unit, str] = {
     Unit.PERCENT: " % ",
     Unit.MILLIAMP: " mA",
@@ -435,7 +435,7 @@ def _format_fields(cid: ChannelId, reading: Reading) -> str:
     if reading.name is None:
         name = UNLABELLED_NAME.decode("ascii")
     else:
-        name = _wire_text(reading.name.translate(_ASCII_NAME), "name", 6).ljust(6)
+        name = _wire_text(to_ascii_name(reading.name), "name", 6).ljust(6)
     unit = _UNIT_FIELDS.get(reading.unit)
     if unit is None:
         unit = _wire_text(reading.unit_text.strip(" \x00"), "unit", 3).rjust(3)

@@ -73,3 +73,4 @@ def test_to_ascii_name_matches_continuous_mode() -> None:
     assert to_ascii_name("CO₂") == "CO2"
     assert to_ascii_name("Oxygen") == "Oxygen"
     assert to_ascii_name("₂₂") == "22"
+    assert to_ascii_name("C₃H₈₀") == "C3H80"
