@@ -11,8 +11,7 @@ Modbus reply is not (the client has given up on it by then).
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,26 +34,6 @@ from ophyd_servomex.sim import DEFAULT_GARBAGE, Direction, WireEvent, WireKind, 
 
 ADDRESS = 30
 """The bench unit's Modbus slave address."""
-
-
-@asynccontextmanager
-async def guarded[T](manager: AbstractAsyncContextManager[T]) -> AsyncIterator[T]:
-    """``manager``, except that an exception raised in the body always propagates.
-
-    ``serve_pty`` swallows its body's exceptions (it awaits the pty's ``aclose()`` inside
-    its own cancelled scope, so the body's error turns into a cancellation its task group
-    absorbs): a failed assertion inside ``async with serve_pty(...)`` would pass. This
-    re-raises whatever the body raised once the simulator has stopped.
-    """
-    raised: list[BaseException] = []
-    async with manager as value:
-        try:
-            yield value
-        except BaseException as exc:
-            raised.append(exc)
-            raise
-    if raised:
-        raise raised[0]
 
 
 type Comparable = tuple[Any, ...]
