@@ -29,29 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.confirm:
         parser.error("calibration flows calibration gas into the analyser: pass --confirm")
 
-    import bluesky.plan_stubs as bps
-    import bluesky.preprocessors as bpp
     from bluesky import RunEngine
     from bluesky.utils import ProgressBarManager
     from ophyd_async.core import init_devices
 
     from ophyd_servomex import ProtocolKind, ServomexAnalyser
     from ophyd_servomex.catalog import close_catalog, open_catalog, subscribe_writer
-    from ophyd_servomex.plans import calibrate, monitor_stream_name
+    from ophyd_servomex.plans import calibration_run
     from ophyd_servomex.sim import SimConfig
-
-    def calibration_run(analyser: ServomexAnalyser, group: int):  # type: ignore[no-untyped-def]
-        stream = monitor_stream_name(analyser)
-
-        @bpp.run_decorator(md={"plan_name": "calibrate", "calibration_group": group})
-        def inner():  # type: ignore[no-untyped-def]
-            yield from bps.trigger_and_read([analyser])  # before
-            yield from bps.monitor(analyser, name=stream)  # every frame while it runs
-            yield from calibrate(analyser, group, confirm=args.confirm, timeout=args.timeout)
-            yield from bps.unmonitor(analyser)
-            yield from bps.trigger_and_read([analyser])  # after
-
-        return (yield from inner())  # the run's uid
 
     # simulated: 100× faster, so the three 60 s gas phases take under 2 s
     sim = SimConfig(mode=ProtocolKind.MODBUS_RTU, time_scale=100.0, flush_time=60.0)
@@ -63,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         with init_devices():
             analyser = ServomexAnalyser(port, calibration_poll_period=0.1, **analyser_options(args))
         try:
-            result = RE(calibration_run(analyser, args.group))
+            result = RE(
+                calibration_run(analyser, args.group, confirm=args.confirm, timeout=args.timeout)
+            )
         finally:
             disconnect(analyser)
         progress = analyser.calibration.last_progress  # a CalibrationProgress

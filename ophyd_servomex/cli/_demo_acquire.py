@@ -10,20 +10,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-import bluesky.plan_stubs as bps
-import bluesky.preprocessors as bpp
 from bluesky import RunEngine
 from bluesky.plans import count
 from bluesky.run_engine import call_in_bluesky_event_loop
-from bluesky.utils import MsgGenerator, ProgressBarManager
+from bluesky.utils import ProgressBarManager
 from ophyd_async.core import init_devices
 
 from ..codec.errors import ErrorContext, ServomexError
 from ..codec.models import CalibrationProgress, ProtocolKind
 from ..devices import ServomexAnalyser
-from ..plans import calibrate, monitor_broadcast, monitor_stream_name
+from ..plans import calibration_run, monitor_broadcast
 from ..sim import SimConfig, SimulatorThread
 
 __all__ = [
@@ -34,7 +32,6 @@ __all__ = [
     "TIME_SCALE",
     "DemoDevices",
     "DemoRuns",
-    "calibration_run",
     "simulated_analysers",
     "take_runs",
 ]
@@ -80,39 +77,6 @@ class DemoRuns:
     def uids(self) -> tuple[str, str, str]:
         """The three uids in the order they ran."""
         return (self.count_uid, self.monitor_uid, self.calibration_uid)
-
-
-def calibration_run(
-    analyser: ServomexAnalyser,
-    group: int,
-    *,
-    md: dict[str, Any] | None = None,
-) -> MsgGenerator[str]:
-    """One run around an autocalibration, so the catalog keeps what happened.
-
-    The ``primary`` stream holds one reading before and one after the calibration; the
-    ``<name>_monitor`` stream holds every frame while it runs (Modbus: the background poll),
-    so the cal-group phases and channel flags can be replayed. Returns the run's uid.
-    """
-    stream = monitor_stream_name(analyser)
-    metadata: dict[str, Any] = {
-        "plan_name": "calibrate",
-        "detectors": [analyser.name],
-        "calibration_group": group,
-        "hints": {"monitors": [stream]},
-    }
-    metadata.update(md or {})
-
-    def body() -> MsgGenerator[None]:
-        yield from bps.trigger_and_read([analyser])
-        yield from bps.monitor(analyser, name=stream)
-        yield from calibrate(analyser, group, confirm=True, poll_period=0.1)
-        yield from bps.unmonitor(analyser)
-        yield from bps.trigger_and_read([analyser])
-
-    run_wrapper = cast(Callable[..., MsgGenerator[str]], bpp.run_wrapper)
-    uid: str = yield from run_wrapper(body(), md=metadata)
-    return uid
 
 
 @contextmanager
@@ -257,7 +221,9 @@ def take_runs(
     progress_bar: Any = ProgressBarManager()  # bluesky annotates the hook as None
     run_engine.waiting_hook = progress_bar
     try:
-        calibration_uid = _uid(run_engine(calibration_run(modbus, CALIBRATION_GROUP)))
+        calibration_uid = _uid(
+            run_engine(calibration_run(modbus, CALIBRATION_GROUP, confirm=True, poll_period=0.1))
+        )
     finally:
         run_engine.waiting_hook = None
     progress = modbus.calibration.last_progress

@@ -4,13 +4,14 @@ Every plan works on :class:`~ophyd_servomex.devices.ServomexAnalyser` devices, r
 connected in mock mode.
 """
 
-from .calibration import calibrate
+from .calibration import calibrate, calibration_run
 from .conditions import calibrating_groups, count_when_idle, wait_for_stable
 from .monitoring import monitor_broadcast, monitor_stream_name
 
 __all__ = [
     "calibrate",
     "calibrating_groups",
+    "calibration_run",
     "count_when_idle",
     "monitor_broadcast",
     "monitor_stream_name",

@@ -28,6 +28,7 @@ from ophyd_servomex.devices import ServomexAnalyser
 from ophyd_servomex.plans import (
     calibrate,
     calibrating_groups,
+    calibration_run,
     count_when_idle,
     monitor_broadcast,
     wait_for_stable,
@@ -59,6 +60,43 @@ def test_calibrate_refuses_before_any_message(RE: RunEngine) -> None:
     (cont,) = mock_analysers(protocol="continuous")
     with pytest.raises(ServomexCapabilityError, match="continuous mode"):
         RE(calibrate(cont, 1, confirm=True))
+    get_mock_execute(cont.calibration.start_group).assert_not_called()
+
+
+def test_calibration_run_records_before_during_and_after_in_one_run(RE: RunEngine) -> None:
+    (o2,) = mock_analysers(calibration_poll_period=0.001)
+    o2.set_name("o2")
+    docs = record(RE)
+    uid = RE(calibration_run(o2, 3, confirm=True, md={"operator": "me"})).plan_result
+    assert [d["uid"] for d in docs["start"]] == [uid]
+    start = docs["start"][0]
+    assert (start["plan_name"], start["calibration_group"], start["operator"]) == (
+        "calibrate",
+        3,
+        "me",
+    )
+    assert start["hints"] == {"monitors": ["o2_monitor"]}
+    assert docs["stop"][0]["exit_status"] == "success"
+    streams = {d["uid"]: d["name"] for d in docs["descriptor"]}
+    per_stream = [streams[e["descriptor"]] for e in docs["event"]]
+    assert per_stream.count("primary") == 2  # one before, one after
+    assert per_stream.count("o2_monitor") >= 1  # the frame current when monitoring starts
+    get_mock_execute(o2.calibration.start_group).assert_called_once_with(3, True)
+    assert o2.calibration.last_progress is not None
+    assert o2.calibration.last_progress.phase is CalPhase.DONE
+
+
+def test_calibration_run_refuses_before_any_run_opens(RE: RunEngine) -> None:
+    (o2,) = mock_analysers()
+    with pytest.raises(ServomexConfirmationRequiredError):
+        next(calibration_run(o2, 1))
+    with pytest.raises(ServomexValidationError):
+        next(calibration_run(o2, 0, confirm=True))
+    (cont,) = mock_analysers(protocol="continuous")
+    docs = record(RE)
+    with pytest.raises(ServomexCapabilityError, match="continuous mode"):
+        RE(calibration_run(cont, 1, confirm=True))
+    assert_emitted(docs)  # no run was opened, so no failed run is left in the catalog
     get_mock_execute(cont.calibration.start_group).assert_not_called()
 
 
