@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import subprocess
@@ -17,6 +18,10 @@ STARTUP_TIMEOUT = 90.0
 FAST_FAIL_ENV = {"TILED_RETRY_ATTEMPTS": "1", "TILED_RETRY_TIMEOUT": "2"}
 
 
+class _ExitedEarly(RuntimeError):
+    """The server process ended during start-up (e.g. its port was taken meanwhile)."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -24,29 +29,49 @@ def free_port() -> int:
 
 
 class TiledServer:
-    """A ``tiled serve config`` child process serving a catalog in ``directory``."""
+    """A ``tiled serve config`` child process serving a catalog in ``directory``.
 
-    def __init__(self, directory: Path, *, port: int | None = None) -> None:
+    Robust for CI: a port picked free can be taken before the server binds it, so a server
+    that exits during start-up is retried on a new port (unless ``port`` was given); the
+    constructor returns only once the server answers HTTP, and the process is killed on any
+    start-up failure (Ctrl-C included) and, as a last resort, when the interpreter exits.
+    """
+
+    def __init__(self, directory: Path, *, port: int | None = None, attempts: int = 3) -> None:
         self.directory = directory
-        self.port = port or free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.config = write_server_config(directory, port=self.port)
-        self.log = directory / f"server-{self.port}.log"
-        tiled = str(Path(sys.executable).with_name("tiled"))
-        argv = serve_command(self.config, API_KEY, host="127.0.0.1", port=self.port, tiled=tiled)
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **FAST_FAIL_ENV}
+        self.process: subprocess.Popen[bytes] | None = None
+        for attempt in range(1, attempts + 1):
+            self.port = port or free_port()
+            self.uri = f"http://127.0.0.1:{self.port}"
+            self.config = write_server_config(directory, port=self.port)
+            self.log = directory / f"server-{self.port}.log"
+            tiled = str(Path(sys.executable).with_name("tiled"))
+            argv = serve_command(
+                self.config, API_KEY, host="127.0.0.1", port=self.port, tiled=tiled
             )
-        self._wait_until_up()
+            with self.log.open("ab") as log:
+                self.process = subprocess.Popen(
+                    argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **FAST_FAIL_ENV}
+                )
+            atexit.register(self.kill)
+            try:
+                self._wait_until_up()
+                return
+            except _ExitedEarly:
+                if port is not None or attempt == attempts:
+                    raise
+            except BaseException:
+                self.kill()
+                raise
 
     def _wait_until_up(self) -> None:
         import httpx
 
+        assert self.process is not None
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"tiled serve exited: {self.log.read_text()[-2000:]}")
+                raise _ExitedEarly(f"tiled serve exited: {self.log.read_text()[-2000:]}")
             try:
                 response = httpx.get(f"{self.uri}/api/v1/", timeout=1.0)
             except httpx.TransportError:
@@ -55,16 +80,20 @@ class TiledServer:
             if response.status_code in (200, 401):
                 return
             time.sleep(0.2)
-        self.kill()
         raise RuntimeError(f"tiled serve did not come up: {self.log.read_text()[-2000:]}")
 
     def kill(self) -> None:
         """SIGKILL: the server dies as a crashed one would."""
+        if self.process is None:
+            return
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit within 10 s."""
+        if self.process is None:
+            return
         if self.process.poll() is None:
             self.process.terminate()
             try:

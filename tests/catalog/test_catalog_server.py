@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -121,3 +122,25 @@ def test_the_key_comes_from_the_environment(
         assert catalog[written["uid"]].metadata["start"]["operator"] == "server test"
     finally:
         close_catalog(catalog)
+
+
+def test_a_port_taken_before_the_server_binds_it_is_retried_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import catalog_server_helpers
+
+    with socket.socket() as squatter:  # holds the first "free" port, as a racing process would
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = int(squatter.getsockname()[1])
+        ports = iter([taken, catalog_server_helpers.free_port()])
+        monkeypatch.setattr(catalog_server_helpers, "free_port", lambda: next(ports))
+        server = TiledServer(tmp_path)
+        try:
+            assert server.port != taken
+            catalog = open_catalog(server.uri, api_key=API_KEY)
+            close_catalog(catalog)
+        finally:
+            server.stop()
+    assert server.process is not None
+    assert server.process.poll() is not None  # stopped: no server left behind
