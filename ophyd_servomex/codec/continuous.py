@@ -92,9 +92,6 @@ _HEX_DIGITS = b"0123456789ABCDEFabcdef"
 _IDS: dict[bytes, ChannelId] = {c.value.encode("ascii"): c for c in ChannelId}
 _COUNTS: dict[bytes, int] = {b"%02d" % n: n for n in range(1, MAX_CHANNELS + 1)}
 _ALARM_SPACE = 0x20
-# What may follow the closing ';': the line end (CR LF, LF or CR) and stray spaces.
-_LINE_END = b" \r\n"
-_LINE_END_BYTES = (b" ", b"\r", b"\n")
 
 # Every byte but ';' becomes 'x', so one translate + compare checks that each separator is at
 # its fixed offset and that no field holds a stray ';' (the exact token count and widths).
@@ -303,7 +300,7 @@ def parse_frame(line: bytes, *, timestamp: float | None = None) -> Frame:
     """
     if type(line) is not bytes:
         line = bytes(line)
-    content = line.rstrip(_LINE_END) if line[-1:] in _LINE_END_BYTES else line
+    content = line.rstrip(b"\r\n")
     size = len(content)
     if size < HEADER_LENGTH:
         raise ServomexFrameError(
@@ -326,6 +323,9 @@ def parse_frame(line: bytes, *, timestamp: float | None = None) -> Frame:
             f"channel count field {count_field!r} is not two digits", context=_context(line)
         )
     expected_size = 39 + BLOCK_LENGTH * n
+    if size > expected_size and len(content.rstrip(b" ")) == expected_size:
+        content = content[:expected_size]  # spaces after the closing ';' are not the frame
+        size = expected_size
     if size != expected_size:
         raise ServomexFrameError(
             f"frame is {size} bytes, expected {expected_size} for {n} channels (39 + 33·{n})",

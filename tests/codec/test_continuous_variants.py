@@ -211,3 +211,9 @@ def test_decoder_any_chunking_gives_the_same_frames(cuts: list[int], ending: byt
     out += decoder.feed(stream[pos:])
     assert [o.raw for o in out if isinstance(o, Frame)] == FRAMES
     assert decoder.errors == 0
+
+
+def test_a_cut_off_frame_keeps_its_trailing_spaces_in_the_length() -> None:
+    cut = line([block("I1")])[:56] + b"  "  # the alarms field, then two spaces
+    with pytest.raises(ServomexFrameError, match="frame is 58 bytes"):
+        parse_frame(cut + b"\r\n")
