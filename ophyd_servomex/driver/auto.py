@@ -39,7 +39,13 @@ from ..codec.errors import (
     ServomexTimeoutError,
 )
 from ..codec.models import Frame, ProtocolKind
-from .modbus import DEFAULT_INTER_FRAME_IDLE, LOOPBACK_PROBE, ModbusClient, ModbusLine
+from .modbus import (
+    DEFAULT_INTER_FRAME_IDLE,
+    LOOPBACK_EXCHANGE,
+    LOOPBACK_PROBE,
+    ModbusClient,
+    ModbusLine,
+)
 from .owner import PortOwner
 
 __all__ = [
@@ -138,6 +144,7 @@ async def _probe(
         inter_frame_idle=inter_frame_idle,
         owner=owner,
         port=port,
+        exchange=LOOPBACK_EXCHANGE,
     ) as line:
         client = ModbusClient(line, address)
         try:

@@ -12,9 +12,11 @@ This is the only module that imports anymodbus. Two classes:
 
 Timing and retries (PROTOCOL.md §5.10): at least ``inter_frame_idle`` (50 ms) of line
 silence before every request — also before the first request of a new line, which may
-follow another bus's probe; ``timeout`` per attempt; reads (FC01/02/04, and the FC08
-loopback, which has no side effect) are retried ``retries`` (2) times after a timeout,
-checksum error or malformed reply; a coil write (FC05) is **never** retried.
+follow another bus's probe; ``timeout`` per attempt for the analyser to answer, plus the
+wire time of the longest exchange at the line's baud rate (:func:`wire_allowance`);
+reads (FC01/02/04, and the FC08 loopback, which has no side effect) are retried
+``retries`` (2) times after a timeout, checksum error or malformed reply; a coil
+write (FC05) is **never** retried.
 
 Error mapping (each error carries an ``ErrorContext`` with the port, protocol, slave
 address, function code, first register and the request/response bytes seen on the wire
@@ -42,7 +44,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import anyio
 import anyio.abc
@@ -106,16 +108,20 @@ from ..codec.registers import (
     gap_free_plan,
     status_from_bits,
 )
+from ..transport import NonClosing
 from .owner import PortOwner
 
 __all__ = [
     "DEFAULT_INTER_FRAME_IDLE",
     "DEFAULT_RETRIES",
+    "LOOPBACK_EXCHANGE",
     "LOOPBACK_PROBE",
+    "SWEEP_EXCHANGE",
     "ModbusClient",
     "ModbusLine",
     "PulseResult",
     "WireRecord",
+    "wire_allowance",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -136,10 +142,39 @@ _DEFAULT_BAUD = 19200
 _BITS_PER_CHAR = 10
 
 _FRAMING = {ProtocolKind.MODBUS_RTU: Framing.RTU, ProtocolKind.MODBUS_ASCII: Framing.ASCII}
+_CALIBRATION_COILS = frozenset({*CAL_START_COIL.values(), CAL_STOP_COIL})
+"""The only coils the client ever writes (PDU addresses: groups 1–4 start, stop all)."""
 
 
 def _max_reply_chars(protocol: ProtocolKind) -> int:
     return _MAX_RTU_REPLY if protocol is ProtocolKind.MODBUS_RTU else 2 * _MAX_RTU_REPLY + 3
+
+
+def _rtu_to_chars(protocol: ProtocolKind, rtu_bytes: int) -> int:
+    """Characters on the wire for an RTU ADU of ``rtu_bytes`` (ASCII: hex, ':' and CR LF;
+    the LRC is one byte less than the CRC)."""
+    return rtu_bytes if protocol is ProtocolKind.MODBUS_RTU else 2 * (rtu_bytes - 1) + 3
+
+
+SWEEP_EXCHANGE = (8, 5 + 2 * max(r.count for r in FULL_SWEEP if r.function == 4))
+"""RTU bytes of the longest request and reply a client makes: the FC04 read of the map."""
+LOOPBACK_EXCHANGE = (8, 8)
+"""RTU bytes of an FC08 loopback request and its echo (all an AUTO probe line sends)."""
+
+
+def wire_allowance(
+    protocol: ProtocolKind, baud: int, exchange: tuple[int, int] = SWEEP_EXCHANGE
+) -> float:
+    """Seconds the longest ``exchange`` (RTU request and reply bytes) spends on the wire.
+
+    The default is the sweep's FC04 read of the whole register map: an 8-byte request and
+    a reply of 5 + 2 × 70 bytes (RTU; ASCII sends each byte as two hex characters). At
+    19200 baud that is 0.08 s (RTU) or 0.16 s (ASCII); at 2400 baud 0.64 s or 1.3 s — more
+    than the 1 s a default timeout gives the analyser to answer.
+    """
+    request, reply = exchange
+    chars = _rtu_to_chars(protocol, request) + _rtu_to_chars(protocol, reply)
+    return chars * _BITS_PER_CHAR / baud
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,51 +185,25 @@ class WireRecord:
     response: bytes | None
 
 
-class _WireTap(anyio.abc.ByteStream):
-    """The stream anymodbus drives: forwards to the transport, records the last exchange.
-
-    It never closes the transport (``Bus.aclose`` closes its stream; the transport outlives
-    the bus) and forwards ``drain`` / ``reset_input_buffer`` when the transport has them.
-    """
+class _WireTap(NonClosing):
+    """The stream anymodbus drives: a :class:`NonClosing` lend of the transport that also
+    records the last exchange (``Bus.aclose`` closes its stream; the transport outlives
+    the bus)."""
 
     def __init__(self, inner: anyio.abc.ByteStream) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self.request: bytes | None = None
         self.response = bytearray()
 
     async def send(self, item: bytes) -> None:
         self.request = bytes(item)
         self.response = bytearray()
-        await self._inner.send(item)
+        await super().send(item)
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        chunk = await self._inner.receive(max_bytes)
+        chunk = await super().receive(max_bytes)
         self.response += chunk
         return chunk
-
-    async def send_eof(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-    async def drain(self) -> None:
-        """Wait until the transport has sent everything (when it can tell)."""
-        fn = getattr(self._inner, "drain", None)
-        if fn is not None:
-            await fn()
-
-    async def reset_input_buffer(self) -> None:
-        """Discard received, unread bytes in the transport (OS and application buffers)."""
-        fn = getattr(self._inner, "reset_input_buffer", None)
-        if fn is not None:
-            result = fn()
-            if isinstance(result, Awaitable):
-                await result
-
-    @property
-    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self._inner.extra_attributes
 
     def snapshot(self) -> WireRecord:
         return WireRecord(self.request, bytes(self.response) if self.response else None)
@@ -215,6 +224,8 @@ class ModbusLine:
     Use as an async context manager (entered and left in the same task). Pass ``owner``
     to share an already running :class:`PortOwner` (AUTO detection hands its owner over);
     otherwise the line runs its own. The transport is never closed by the line.
+    ``exchange`` is the RTU size of the longest request and reply the line will carry; its
+    wire time at the transport's baud rate is added to ``timeout`` for every attempt.
     """
 
     def __init__(
@@ -227,6 +238,7 @@ class ModbusLine:
         inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
         owner: PortOwner | None = None,
         port: str | None = None,
+        exchange: tuple[int, int] = SWEEP_EXCHANGE,
     ) -> None:
         if protocol not in _FRAMING:
             raise ServomexValidationError(f"a Modbus line needs RTU or ASCII, not {protocol}")
@@ -241,13 +253,19 @@ class ModbusLine:
         self.inter_frame_idle = inter_frame_idle
         self.port = port if port is not None else _port_name(transport)
         baud = _baudrate(transport)
+        self.baudrate = baud
+        """The line's baud rate (from the transport's settings, else 19200)."""
+        self.wire_allowance = wire_allowance(protocol, baud, exchange)
+        """Added to ``timeout`` per attempt: the longest request and reply on the wire."""
         window = _LATE_REPLY_TURNAROUND + _max_reply_chars(protocol) * _BITS_PER_CHAR / baud
         self._tap = _WireTap(transport)
         self.bus = Bus(
             self._tap,
             framing=_FRAMING[protocol],
             config=BusConfig(
-                request_timeout=timeout,
+                # ``timeout`` is the analyser's time to answer; the bytes' own time on the
+                # wire comes on top, or a slow line (2400 baud) times out every full read.
+                request_timeout=timeout + self.wire_allowance,
                 timing=TimingConfig(
                     inter_frame_idle=inter_frame_idle,
                     # The first request of this bus may follow another bus's traffic
@@ -353,7 +371,8 @@ class ModbusLine:
             )
         if isinstance(exc, FrameTimeoutError):
             return ServomexTimeoutError(
-                f"no reply from address {address} to {what} within {self.timeout} s "
+                f"no reply from address {address} to {what} within {self.timeout:g} s "
+                f"(+ {self.wire_allowance:.2f} s wire time at {self.baudrate} baud) "
                 f"({attempts} attempt{'s' if attempts > 1 else ''}): check the slave address, "
                 "that the front panel is in this Modbus mode (a unit in continuous mode never "
                 "answers), the wiring and the baud rate",
@@ -680,7 +699,22 @@ class ModbusClient:
         The OFF write is attempted even when the ON write or the read-back failed (the ON
         request may have arrived with its reply lost, and a coil left at 1 would block the
         next start); a 1 → 0 transition starts nothing. The first error is raised after it.
+
+        Only the calibration coils (start 0–3, stop-all 8) may be pulsed: any other coil
+        raises :class:`ServomexValidationError` before a byte is sent, so nothing else on
+        the analyser is ever written.
         """
+        if isinstance(coil, bool) or coil not in _CALIBRATION_COILS:
+            raise ServomexValidationError(
+                f"coil {coil!r} is not a calibration coil; only "
+                f"{', '.join(str(c) for c in sorted(_CALIBRATION_COILS))} may be written",
+                context=ErrorContext(
+                    port=self.line.port or None,
+                    protocol=self.protocol.value,
+                    address=self.address,
+                    function=5,
+                ),
+            )
         slave = self._slave
 
         async def job() -> PulseResult:
