@@ -123,8 +123,12 @@ class Analyzer:
             port_name = port.port
         elif isinstance(port, str):
             port_name = port
-        else:
+        elif isinstance(port, anyio.abc.ByteStream):
             port_name = str(getattr(port, "port", "") or "")
+        else:
+            raise ServomexValidationError(
+                f"port must be a port string, an open Transport or a ModbusLine, not {port!r}"
+            )
         self._source = port
         self._requested = requested
         self._address = address

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio.abc
 import anyio.lowlevel
 
 from .base import DEFAULT_RECEIVE_SIZE, Transport
@@ -17,15 +18,18 @@ class NonClosing(Transport):
 
     Every call goes to ``inner`` except :meth:`aclose`, which does nothing: the lender
     still owns ``inner`` and closes it itself. The wrapper stays usable after ``aclose``.
+    ``inner`` may be any anyio byte stream: ``port``, ``settings``, :meth:`drain` and
+    :meth:`reset_input_buffer` are forwarded when it has them (else ``""``, ``None`` and
+    no-ops).
     """
 
-    def __init__(self, inner: Transport) -> None:
-        super().__init__(inner.port, inner.settings)
+    def __init__(self, inner: anyio.abc.ByteStream) -> None:
+        super().__init__(str(getattr(inner, "port", "") or ""), getattr(inner, "settings", None))
         self._inner = inner
 
     @property
-    def inner(self) -> Transport:
-        """The wrapped transport."""
+    def inner(self) -> anyio.abc.ByteStream:
+        """The wrapped stream."""
         return self._inner
 
     async def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes:
@@ -41,12 +45,12 @@ class NonClosing(Transport):
         await self._inner.send_eof()
 
     async def reset_input_buffer(self) -> None:
-        """``inner.reset_input_buffer``."""
-        await self._inner.reset_input_buffer()
+        """``inner.reset_input_buffer`` (sync or async), when it has one."""
+        await _forward(self._inner, "reset_input_buffer")
 
     async def drain(self) -> None:
-        """``inner.drain``."""
-        await self._inner.drain()
+        """``inner.drain`` (sync or async), when it has one."""
+        await _forward(self._inner, "drain")
 
     async def aclose(self) -> None:
         """Does nothing to ``inner`` (a checkpoint only)."""
@@ -59,3 +63,13 @@ class NonClosing(Transport):
 
     def __repr__(self) -> str:
         return f"NonClosing({self._inner!r})"
+
+
+async def _forward(inner: object, name: str) -> None:
+    fn = getattr(inner, name, None)
+    if fn is None:
+        await anyio.lowlevel.checkpoint()
+        return
+    result = fn()
+    if isinstance(result, Awaitable):
+        await result
