@@ -305,8 +305,8 @@ def value_text(reading: Reading) -> str:
     return f"{reading.value:.{decimals}f}"
 
 
-def flags_text(status: ChannelStatus) -> str:
-    """``ok`` or the active flags: ``fault``, ``maint``, ``cal``, ``warm-up``, ``A1``…"""
+def flags_text(status: ChannelStatus, *, none: str = "ok") -> str:
+    """The active flags: ``fault``, ``maint``, ``cal``, ``warm-up``, ``A1``…, else ``none``."""
     names = [
         name
         for name, on in (
@@ -318,7 +318,7 @@ def flags_text(status: ChannelStatus) -> str:
         if on
     ]
     names += [f"A{k + 1}" for k, on in enumerate(status.alarms) if on]
-    return " ".join(names) if names else "ok"
+    return " ".join(names) if names else none
 
 
 def format_frame_table(frame: Frame) -> str:

@@ -15,7 +15,8 @@ from typing import Any, TextIO
 
 from ..codec.continuous import ContinuousDecoder
 from ..codec.errors import ServomexProtocolError
-from ..codec.models import CalGroupState, CalPhase, ChannelStatus, Frame, Reading, Unit
+from ..codec.models import CalGroupState, CalPhase, Frame, Reading, Unit
+from ._common import flags_text
 
 __all__ = ["decode_stream", "format_frame", "register"]
 
@@ -105,21 +106,6 @@ def decode_stream(data: bytes, out: TextIO) -> int:
     return 1 if bad else 0
 
 
-def _flags(status: ChannelStatus) -> str:
-    names = [
-        name
-        for name, on in (
-            ("fault", status.fault),
-            ("maint", status.maintenance),
-            ("cal", status.calibrating),
-            ("warm-up", status.warming_up),
-        )
-        if on
-    ]
-    names += [f"A{k + 1}" for k, on in enumerate(status.alarms) if on]
-    return " ".join(names) if names else "-"
-
-
 _PHASES = {
     CalPhase.IDLE: "S",
     CalPhase.SAMPLING: "S",
@@ -166,6 +152,6 @@ def format_frame(frame: Frame, *, title: str = "frame") -> str:
         name = "(none)" if reading.name is None else reading.name
         lines.append(
             f"  {reading.channel.value:<3} {name:<7} {_value(reading):>9} "
-            f"{reading.unit_text:<5} {_flags(reading.status)}"
+            f"{reading.unit_text:<5} {flags_text(reading.status, none='-')}"
         )
     return "\n".join(lines)
