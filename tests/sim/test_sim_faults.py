@@ -191,8 +191,11 @@ async def test_continuous_truncate_garbage_drop_delay() -> None:
         (WireKind.BROADCAST, "fault: delay (0.03 s)"),
     ]
     assert len(events[0].data) == 50
-    # the schedule does not move: the delayed frame left 30 ms after its slot
-    assert events[3].time - events[1].time == pytest.approx(0.23, abs=0.04)
+    # the schedule does not move: the delayed frame left 30 ms after its slot, two periods
+    # after the garbage frame's slot. The garbage frame itself may leave late on a loaded
+    # machine (which shortens the gap), so allow for that lateness below the nominal 0.23 s.
+    gap = events[3].time - events[1].time
+    assert 0.23 - 0.07 <= gap <= 0.23 + 0.06
 
 
 async def test_continuous_disconnect_mid_frame() -> None:
