@@ -37,7 +37,11 @@ def register(subparsers: Any) -> None:
     )
     replay.add_argument("run", metavar="RUN", help="uid, partial uid (5+ chars), scan id or -1")
     replay.add_argument("--catalog", metavar="PATH|URI", default=None, help=CATALOG_HELP)
-    replay.add_argument("--stream", default="primary", help="stream to tabulate (primary)")
+    replay.add_argument(
+        "--stream",
+        default=None,
+        help="stream to tabulate (default: primary, else the run's first stream)",
+    )
     replay.add_argument("--csv", metavar="FILE", default=None, help="also write the table here")
     replay.add_argument(
         "--rows", type=int, default=20, metavar="N", help="rows to print, 0 for all (20)"
@@ -113,6 +117,16 @@ def _format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _stream_to_show(requested: str | None, streams: list[str]) -> str:
+    """The stream asked for, else ``primary``, else the first (a monitor-only run has no
+    ``primary``: ``monitor_broadcast`` records only ``<name>_monitor``)."""
+    if requested is not None:
+        return requested
+    if "primary" in streams or not streams:
+        return "primary"
+    return streams[0]
+
+
 def replay_command(args: argparse.Namespace) -> int:
     """Print a run's summary and table; exit status 1 when it cannot be found or read."""
     from ..catalog import CatalogError, get_run, open_catalog, run_summary, run_table
@@ -121,7 +135,7 @@ def replay_command(args: argparse.Namespace) -> int:
         catalog = open_catalog(args.catalog)
         run = get_run(catalog, args.run)
         summary = run_summary(run)
-        table = run_table(run, args.stream)
+        table = run_table(run, _stream_to_show(args.stream, summary["streams"]))
     except CatalogError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

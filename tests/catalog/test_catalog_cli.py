@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
 import pytest
 from bluesky import RunEngine
 from catalog_helpers import CHANNEL_UNITS, DATA_KEYS, channel_value, connected_analyser, counting
@@ -137,3 +141,35 @@ def test_the_commands_are_registered_with_the_main_cli(
     location, _ = two_runs
     assert main(["runs", "--catalog", str(location), "--limit", "1"]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[0] == "2"
+
+
+def test_replay_of_a_monitor_only_run_shows_its_monitor_stream(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # monitor_broadcast records only "<name>_monitor": replay with no --stream must show it
+    # instead of failing with "has no stream 'primary'"
+    location = tmp_path / "catalog"
+    catalog = open_catalog(location)
+    RE = RunEngine({})
+    subscribe_writer(RE, catalog)
+    analyser = connected_analyser()
+
+    @bpp.run_decorator(md={"plan_name": "monitor_broadcast"})
+    def monitor_only() -> Generator[Any, Any, Any]:
+        yield from bps.monitor(analyser.i1.value, name="analyser_monitor")
+        for value in (1.5, 2.5):
+            analyser.i1.put(value)
+            yield from bps.sleep(0.02)
+        yield from bps.unmonitor(analyser.i1.value)
+
+    RE(monitor_only())
+    close_catalog(catalog)
+    capsys.readouterr()
+    assert cli("replay", "-1", "--catalog", str(location)) == 0
+    out = capsys.readouterr().out
+    assert "stream analyser_monitor: 3 event(s); analyser-i1-value [%]" in out
+    rows = [line.split() for line in out.split("\n\n", 1)[1].splitlines()[2:]]
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    assert [float(row[-1]) for row in rows] == [0.0, 1.5, 2.5]
+    assert cli("replay", "-1", "--catalog", str(location), "--stream", "primary") == 1
+    assert "has no stream 'primary' (streams: analyser_monitor)" in capsys.readouterr().err
