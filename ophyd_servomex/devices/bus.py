@@ -28,9 +28,9 @@ from ..codec.errors import (
     ErrorContext,
     ServomexConfigurationError,
     ServomexConnectionError,
-    ServomexTimeoutError,
 )
 from ..codec.models import ProtocolKind, SerialSettings
+from .owner import OwnerHandle, fail_ready, start_owner
 from .session import AnalyserSession, SessionFactory, parse_protocol
 
 if TYPE_CHECKING:
@@ -60,8 +60,7 @@ class _BusConnector(DeviceConnector):
         self.inter_frame_idle = inter_frame_idle
         self.manager: Any = None
         self.mock_mode = False
-        self._owner: asyncio.Task[None] | None = None
-        self._stop: asyncio.Event | None = None
+        self._owner: OwnerHandle | None = None
         self._failure: BaseException | None = None
 
     @property
@@ -74,23 +73,16 @@ class _BusConnector(DeviceConnector):
 
     async def connect_real(self, device: Device, timeout: float, force_reconnect: bool) -> None:  # noqa: ASYNC109
         self.mock_mode = False
-        if self._owner is not None and not self._owner.done() and not force_reconnect:
+        if self._owner is not None and not self._owner.task.done() and not force_reconnect:
             return
         await self.disconnect()
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._stop = stop = asyncio.Event()
-        self._owner = asyncio.create_task(self._own(ready, stop), name=f"servomex-bus {self.port}")
-        try:
-            async with asyncio.timeout(timeout):
-                await asyncio.shield(ready)
-        except TimeoutError:
-            await self.disconnect()
-            raise ServomexTimeoutError(
-                f"opening the bus took longer than {timeout} s", context=self.context
-            ) from None
-        except BaseException:
-            await self.disconnect()
-            raise
+        self._owner, _ = await start_owner(
+            self._own,
+            name=f"servomex-bus {self.port}",
+            timeout=timeout,
+            what="opening the bus",
+            context=self.context,
+        )
         await super().connect_real(device, timeout, force_reconnect)
 
     async def _own(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
@@ -104,30 +96,16 @@ class _BusConnector(DeviceConnector):
                 await stop.wait()
         except BaseException as exc:
             self._failure = exc
-            if not ready.done():
-                if isinstance(exc, asyncio.CancelledError):
-                    ready.cancel()
-                else:
-                    ready.set_exception(exc)
+            fail_ready(ready, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
         finally:
             self.manager = None
 
     async def disconnect(self) -> None:
-        owner, stop = self._owner, self._stop
-        self._owner = None
-        if owner is None:
-            return
-        if stop is not None:
-            stop.set()
-        with contextlib.suppress(BaseException):
-            async with asyncio.timeout(5.0):
-                await asyncio.shield(owner)
-        if not owner.done():
-            owner.cancel()
-            with contextlib.suppress(BaseException):
-                await owner
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            await owner.close()
 
 
 class ServomexBus(Device):

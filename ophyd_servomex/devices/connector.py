@@ -17,7 +17,7 @@ children, then the whole tree is named again; a reconnect must find the same cha
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,6 +41,7 @@ from ..codec.models import (
     ProtocolKind,
 )
 from .hub import FrameHub, FrameSnapshot
+from .owner import OwnerHandle, fail_ready, start_owner
 from .session import AnalyserSession, SessionFactory
 
 if TYPE_CHECKING:
@@ -111,8 +112,7 @@ class ServomexConnector(DeviceConnector):
         self._before_connect = before_connect
         self._session: AnalyserSession | None = None
         self._info: DeviceInfo | None = None
-        self._owner: asyncio.Task[None] | None = None
-        self._stop: asyncio.Event | None = None
+        self._owner: OwnerHandle | None = None
         self._demand = asyncio.Event()
         self._failure: BaseException | None = None
         self._built: tuple[ChannelId, ...] | None = None
@@ -178,27 +178,14 @@ class ServomexConnector(DeviceConnector):
             await self._before_connect(timeout)
         await self.disconnect()
         self.mock_mode = False
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[DeviceInfo] = loop.create_future()
-        self._stop = asyncio.Event()
         self._failure = None
-        self._owner = asyncio.create_task(
-            self._own(self._open_session, ready, self._stop), name=f"servomex-owner {self.port}"
+        self._owner, info = await start_owner(
+            functools.partial(self._own, self._open_session),
+            name=f"servomex-owner {self.port}",
+            timeout=timeout,
+            what="connecting to the analyser",
+            context=self.context,
         )
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                info = await asyncio.shield(ready)
-        except TimeoutError:
-            await self.disconnect()
-            if not deadline.expired():  # the driver's own timeout: keep its message
-                raise
-            raise ServomexTimeoutError(
-                f"connecting to the analyser took longer than {timeout} s", context=self.context
-            ) from None
-        except BaseException:
-            await self.disconnect()
-            raise
         try:
             declared = (
                 tuple(c.channel for c in self.declared) if self.declared is not None else None
@@ -230,20 +217,9 @@ class ServomexConnector(DeviceConnector):
 
     async def disconnect(self) -> None:
         """Stop the owner task and close the session (idempotent)."""
-        owner, stop = self._owner, self._stop
-        self._owner = None
-        if owner is None:
-            return
-        if stop is not None:
-            stop.set()
-        if not owner.done():
-            try:
-                async with asyncio.timeout(5.0):
-                    await asyncio.shield(owner)
-            except TimeoutError:
-                owner.cancel()
-        with contextlib.suppress(BaseException):
-            await owner
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            await owner.close()
 
     # --- the owner task ------------------------------------------------------------------
 
@@ -271,12 +247,7 @@ class ServomexConnector(DeviceConnector):
                     tg.cancel_scope.cancel()
         except BaseException as exc:
             self._failure = exc
-            if not ready.done():
-                if isinstance(exc, asyncio.CancelledError):
-                    ready.cancel()
-                else:
-                    ready.set_exception(exc)
-            elif not isinstance(exc, asyncio.CancelledError):
+            if not fail_ready(ready, exc) and not isinstance(exc, asyncio.CancelledError):
                 _LOGGER.error("servomex session on %s ended: %s", self.port, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
