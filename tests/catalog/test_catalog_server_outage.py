@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -37,10 +36,8 @@ def test_dead_server_run_is_kept_in_the_backup_and_replays_later(
         analyser = connected_analyser()
         server.kill()
 
-        started = time.monotonic()
         with stamina.set_testing(True, attempts=1):  # no minute of retries against a corpse
             (uid,) = RE(counting(analyser, NUM))
-        assert time.monotonic() - started < 60  # loose: the run was not held up by retries
 
         assert subscription.writer.failed_runs == [uid]
         assert "the run goes on" in caplog.text

@@ -138,3 +138,39 @@ def test_console_script() -> None:
     assert "frame 6, line 6 (offset 1025): clock 2020-10-06 09:18:09" in out
     assert "  I1  Oxygen     20.378 %     -" in out
     assert out.endswith("6 frames, 0 bad, 0 fragments skipped\n")
+
+
+def test_a_reader_that_goes_away_ends_quietly(tmp_path: Path) -> None:
+    """``ophyd-servomex decode BIG | head -1`` must not print a BrokenPipeError traceback."""
+    big = tmp_path / "big.bin"
+    big.write_bytes((FIXTURES / "continuous_4100_idle_5ch.bin").read_bytes() * 300)
+    script = Path(sys.executable).with_name("ophyd-servomex")
+    result = subprocess.run(
+        f"'{script}' decode '{big}' | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stdout.startswith("frame 1, line 1 (offset 0)")
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipe" not in result.stderr
+
+
+def test_main_turns_a_broken_pipe_into_a_quiet_exit(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Any sub-command whose reader goes away ends with 141 (128 + SIGPIPE), no traceback."""
+    import argparse
+
+    import ophyd_servomex.cli as cli
+
+    def broken(args: argparse.Namespace) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=broken)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main([]) == 141
+    assert "Traceback" not in capfd.readouterr().err
