@@ -37,6 +37,10 @@ _LAZY: dict[str, str] = {
     "ServomexAnalyser": ".devices",
     "ServomexChannel": ".devices",
     "ServomexBus": ".devices",
+    "Servomex": ".sync",
+    "SyncAnalyzer": ".sync",
+    "SyncManager": ".sync",
+    "DeviceErrors": ".driver",
     "open_catalog": ".catalog",
     "subscribe_writer": ".catalog",
 }
