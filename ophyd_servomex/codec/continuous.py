@@ -525,16 +525,27 @@ def _build(frame: Frame, line_ending: bytes) -> bytes:
 # --- stream splitting -------------------------------------------------------------------
 
 
+def _whole_frame_shape(line: bytes) -> bool:
+    """True when ``line`` starts with a space and is as long as its N field says a frame is
+    (trailing spaces aside): a whole frame, good or corrupt, rather than a join fragment."""
+    if len(line) < HEADER_LENGTH or line[0] != 0x20 or not line[31:33].isdigit():
+        return False
+    count = int(line[31:33])
+    return 1 <= count <= MAX_CHANNELS and len(line.rstrip(b" ")) == frame_length(count)
+
+
 class ContinuousDecoder:
     """Turn a byte stream from a continuous-mode analyser into frames and typed errors.
 
     Sans-I/O: :meth:`feed` takes chunks of any size (one byte works) and returns what
     they completed. Lines end in LF, CR LF or a lone CR (a frame holds neither byte);
     empty lines are skipped.
-    The first line, when it does not start with a space, is the tail of a frame the
-    receiver joined half-way: it is counted in :attr:`fragments` and not reported. Any
-    other bad line comes back as its :class:`ServomexProtocolError` (``context.response``
-    holds the line) and decoding resumes at the next line. A line that grows past
+    The first line, unless it has a whole frame's shape (a leading space and the length its
+    channel count gives), is the tail of a frame the receiver joined half-way: it is
+    counted in :attr:`fragments` and not reported. (A tail that happens to start with a
+    space is a fragment too.) Any other bad line comes back as its
+    :class:`ServomexProtocolError` (``context.response`` holds the line) and decoding
+    resumes at the next line. A line that grows past
     ``max_line`` bytes without an LF is dropped with a :class:`ServomexFrameError`, so
     memory stays bounded; the rest of it, up to the next LF, is skipped.
 
@@ -622,7 +633,7 @@ class ContinuousDecoder:
             return
         if self._first_line:
             self._first_line = False
-            if line[0] != 0x20:
+            if not _whole_frame_shape(line):
                 self.fragments += 1
                 return
         try:

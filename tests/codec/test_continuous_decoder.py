@@ -17,7 +17,6 @@ from ophyd_servomex.codec.continuous import (
 from ophyd_servomex.codec.errors import (
     ServomexChecksumError,
     ServomexFrameError,
-    ServomexParseError,
     ServomexProtocolError,
 )
 from ophyd_servomex.codec.models import Frame
@@ -123,16 +122,25 @@ def test_joining_mid_frame_skips_one_fragment(cut: int) -> None:
     assert (decoder.frames, decoder.errors, decoder.fragments) == (11, 0, 1)
 
 
-def test_a_fragment_that_starts_with_a_space_is_reported() -> None:
-    # joined at offset 55, whose byte is a space: the rule cannot tell it from a frame
-    assert CAPTURES[55] == 0x20
+@pytest.mark.parametrize("offset", [i for i in range(1, 204) if CAPTURES[i] == 0x20])
+def test_a_fragment_that_starts_with_a_space_is_still_a_fragment(offset: int) -> None:
+    # joined at a space inside a frame: the tail has no whole frame's length, so it is the
+    # join fragment, not a dropped frame
     decoder = ContinuousDecoder(clock=lambda: 0.0)
-    out = decoder.feed(CAPTURES[55:])
-    (error,) = errors_of(out)
-    assert isinstance(error, ServomexParseError)  # its bytes 31-32 are not a channel count
-    assert error.context.response == LINES[0][55:]
+    out = decoder.feed(CAPTURES[offset:])
+    assert errors_of(out) == []
     assert frames_of(out) == EXPECTED[1:]
-    assert (decoder.frames, decoder.errors, decoder.fragments) == (11, 1, 0)
+    assert (decoder.frames, decoder.errors, decoder.fragments) == (11, 0, 1)
+
+
+def test_a_whole_but_corrupt_first_frame_is_reported_not_taken_for_a_fragment() -> None:
+    corrupt = LINES[0][:-5] + b"FFFF;"  # right length, wrong checksum
+    decoder = ContinuousDecoder(clock=lambda: 0.0)
+    out = decoder.feed(corrupt + b"\n" + LINES[1] + b"\n")
+    (error,) = errors_of(out)
+    assert isinstance(error, ServomexChecksumError)
+    assert frames_of(out) == EXPECTED[1:2]
+    assert (decoder.frames, decoder.errors, decoder.fragments) == (1, 1, 0)
 
 
 def test_only_the_first_line_can_be_a_fragment() -> None:

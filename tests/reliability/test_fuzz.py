@@ -324,8 +324,9 @@ def expected_stream(
     lines: list[bytes], outcomes: list[Frame | ServomexError]
 ) -> list[Frame | ServomexError]:
     """What a ContinuousDecoder must report for ``lines`` (no line end inside, none
-    overlong): each non-empty line's parse_frame answer, except a first line that does not
-    start with a space (a join fragment, skipped)."""
+    overlong): each non-empty line's parse_frame answer, except a first line without a whole
+    frame's shape — a leading space and 39 + 33·N bytes (trailing spaces aside) for its N —
+    which is a join fragment, skipped."""
     out: list[Frame | ServomexError] = []
     first = True
     for line, outcome in zip(lines, outcomes, strict=True):
@@ -333,7 +334,9 @@ def expected_stream(
             continue
         if first:
             first = False
-            if line[:1] != b" ":
+            count = int(line[31:33]) if line[31:33].isdigit() else 0
+            whole = 1 <= count <= 10 and len(line.rstrip(b" ")) == 39 + 33 * count
+            if line[:1] != b" " or not whole:
                 continue
         out.append(outcome)
     return out
