@@ -454,6 +454,26 @@ def _in_chain(error: BaseException, exc: BaseException) -> bool:
     return False
 
 
+def _per_slot(request: ReadRequest) -> tuple[ReadRequest, ...]:
+    """A channel-map read split into one read per slot it covers (7 registers for FC04,
+    8 discretes for FC02); ``(request,)`` when it covers one slot or is not slot-aligned
+    (the analyser block 1000–1015)."""
+    if request.function == 4:
+        spans = [CHANNEL_REGISTERS[c].input_span for c in ChannelId]
+    elif request.function == 2:
+        spans = [CHANNEL_REGISTERS[c].status_span for c in ChannelId]
+    else:
+        return (request,)
+    pieces = tuple(
+        ReadRequest(request.function, span.start, len(span))
+        for span in spans
+        if request.start <= span.start and span.stop <= request.stop
+    )
+    if len(pieces) < 2 or sum(p.count for p in pieces) != request.count:
+        return (request,)
+    return pieces
+
+
 @dataclass(frozen=True, slots=True)
 class PulseResult:
     """What one coil pulse did: the coil, and its state read back while it was on."""
@@ -534,12 +554,45 @@ class ModbusClient:
 
     # --- the sweep with its fallback --------------------------------------------------------
 
+    async def _read_gap_free(
+        self, select: Callable[[ReadRequest], bool]
+    ) -> dict[ReadRequest, tuple[int, ...] | tuple[bool, ...]]:
+        """Read the selected part of the remembered gap-free plan.
+
+        Adjacent populated slots merge into one span, so a unit that refuses long spans
+        (exception 02) may refuse a merged span too — with every slot populated it *is* the
+        broad read. Such a span is read again one slot at a time, and the split is kept in
+        the plan for the rest of the session.
+        """
+        assert self._plan is not None
+        responses: dict[ReadRequest, tuple[int, ...] | tuple[bool, ...]] = {}
+        for request in [r for r in self._plan if select(r)]:
+            try:
+                responses[request] = await self._read(request)
+                continue
+            except ServomexIllegalDataAddressError as exc:
+                pieces = _per_slot(request)
+                if len(pieces) == 1:
+                    raise
+                _LOGGER.warning(
+                    "%s: address %s refused the merged span %s (%s); reading it slot by slot",
+                    self.line.port,
+                    self.address,
+                    request,
+                    exc.message,
+                )
+            for piece in pieces:
+                responses[piece] = await self._read(piece)
+            at = self._plan.index(request)
+            self._plan = (*self._plan[:at], *pieces, *self._plan[at + 1 :])
+        return responses
+
     async def _read_with_fallback(
         self, select: Callable[[ReadRequest], bool]
     ) -> dict[ReadRequest, tuple[int, ...] | tuple[bool, ...]]:
-        plan = [r for r in self.plan if select(r)]
         if self._plan is not None:
-            return await self._read_plan(plan)
+            return await self._read_gap_free(select)
+        plan = [r for r in self.plan if select(r)]
         responses: dict[ReadRequest, tuple[int, ...] | tuple[bool, ...]] = {}
         try:
             for request in plan:
@@ -560,7 +613,7 @@ class ModbusClient:
         channels = await self._discover_channels(responses)
         self.fallback_channels = channels
         self._plan = gap_free_plan(channels)
-        return await self._read_plan([r for r in self._plan if select(r)])
+        return await self._read_gap_free(select)
 
     async def _answers_narrow_read(self) -> bool:
         first = CHANNEL_REGISTERS[ChannelId.I1]
