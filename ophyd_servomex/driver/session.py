@@ -35,8 +35,9 @@ DEFAULT_STREAM_RATE = 1.0
 class StreamingSession:
     """Samples from one analyser: ``async for sample in analyzer.stream(...)``.
 
-    Also an async context manager; leaving it (or :meth:`aclose`) unsubscribes. Stops by
-    itself after ``count`` samples or ``duration`` seconds when either is given.
+    Also an async context manager; leaving it (or :meth:`aclose`) unsubscribes, and so does
+    dropping the last reference to it (a loop left by ``break``). Stops by itself after
+    ``count`` samples or ``duration`` seconds when either is given.
     """
 
     def __init__(
@@ -142,6 +143,14 @@ class StreamingSession:
         self._closed = True
         if self._subscription is not None:
             self._subscription.close()
+
+    def __del__(self) -> None:
+        # ``async for sample in analyzer.stream(): break`` never calls ``aclose``: unsubscribe
+        # when the abandoned session goes, or its subscription would buffer frames for nobody
+        # until the analyser closes (closing a subscription is synchronous and loop-free).
+        subscription = getattr(self, "_subscription", None)
+        if subscription is not None:
+            subscription.close()
 
     async def __aenter__(self) -> Self:
         return self
