@@ -387,7 +387,8 @@ class Analyzer:
             return await self._continuous.poll(wait_fresh=wait_fresh, max_wait=max_wait)
         modbus = self._require_modbus("poll")
         try:
-            frame = await modbus.sweep()
+            # published from the owner task: a cancelled caller does not lose the frame
+            return await modbus.sweep(publish=self._hub.publish)
         except ServomexConnectionError as exc:
             self._failed_polls += 1
             self._link_lost(exc)
@@ -396,8 +397,6 @@ class Analyzer:
             self._failed_polls += 1
             self._hub.publish(exc)
             raise
-        self._hub.publish(frame)
-        return frame
 
     async def poll_samples(self, *, wait_fresh: bool = True) -> list[Sample]:
         """One poll as a list of one :class:`Sample`; a failed poll is an error sample.

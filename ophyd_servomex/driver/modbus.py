@@ -664,9 +664,21 @@ class ModbusClient:
             channels=channels,
         )
 
-    async def sweep(self) -> Frame:
-        """One coherent poll: the three-read sweep (or the remembered gap-free plan)."""
-        return await self.line.run(self._sweep)
+    async def sweep(self, *, publish: Callable[[Frame], None] | None = None) -> Frame:
+        """One coherent poll: the three-read sweep (or the remembered gap-free plan).
+
+        ``publish`` is called with the frame inside the port's owner task, so a frame that
+        came off the wire reaches subscribers even when the caller was cancelled meanwhile.
+        """
+        if publish is None:
+            return await self.line.run(self._sweep)
+
+        async def job() -> Frame:
+            frame = await self._sweep()
+            publish(frame)
+            return frame
+
+        return await self.line.run(job)
 
     async def _identify(self) -> DeviceInfo:
         responses = await self._read_with_fallback(lambda r: r.function == 4)
