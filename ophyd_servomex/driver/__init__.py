@@ -1,8 +1,8 @@
 """The async driver: one I/O owner per port, continuous and Modbus clients, AUTO detection,
 ``open_device`` and ``Analyzer``.
 
-Layering: imports the codec and the transport (and anymodbus, only in ``modbus.py``);
-never ophyd, bluesky or tiled.
+Layering: imports the codec and the transport (and anymodbus, only in ``modbus.py`` and
+``modbus_line.py``); never ophyd, bluesky or tiled.
 """
 
 from .analyzer import Analyzer, open_device
