@@ -23,7 +23,7 @@ from typing import Self
 
 import anyio
 import anyio.abc
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 
 from ..codec.continuous import ContinuousDecoder, frame_length, parse_frame
 from ..codec.errors import (
@@ -34,6 +34,7 @@ from ..codec.errors import (
     ServomexTimeoutError,
 )
 from ..codec.models import Frame, ProtocolKind
+from ._background import BackgroundTask
 from .hub import FrameHub
 
 __all__ = ["ContinuousClient"]
@@ -93,7 +94,7 @@ class ContinuousClient:
         self._decoder = decoder if decoder is not None else ContinuousDecoder()
         self._error_base = self._decoder.errors
         self._initial = tuple(initial)
-        self._task_group: TaskGroup | None = None
+        self._background = BackgroundTask(self._receive_loop)
         self._closing = False
         self._lost: ServomexConnectionError | None = None
         self.bytes_received = 0
@@ -132,14 +133,7 @@ class ContinuousClient:
     async def __aenter__(self) -> Self:
         for frame in self._initial:
             self._hub.publish(frame)
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        try:
-            await self._task_group.start(self._receive_loop)
-        except BaseException as exc:
-            self._task_group.cancel_scope.cancel()
-            await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        await self._background.start()
         return self
 
     async def __aexit__(
@@ -149,9 +143,7 @@ class ContinuousClient:
         tb: TracebackType | None,
     ) -> bool | None:
         self._closing = True
-        assert self._task_group is not None
-        self._task_group.cancel_scope.cancel()
-        return await self._task_group.__aexit__(exc_type, exc, tb)
+        return await self._background.stop(exc_type, exc, tb)
 
     async def _receive_loop(
         self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -21,10 +21,11 @@ from types import TracebackType
 from typing import Any, Self
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..codec.errors import ErrorContext, ServomexConnectionError
+from ._background import BackgroundTask
 
 __all__ = ["PortOwner"]
 
@@ -66,7 +67,7 @@ class PortOwner:
         self._protocol = protocol
         self._send: MemoryObjectSendStream[_Job] | None = None
         self._receive: MemoryObjectReceiveStream[_Job] | None = None
-        self._task_group: TaskGroup | None = None
+        self._background = BackgroundTask(self._serve)
         self._pending: set[_Job] = set()
         self._closed = False
         self._entered = False
@@ -92,14 +93,7 @@ class PortOwner:
             raise RuntimeError("a PortOwner can be entered only once")
         self._entered = True
         self._send, self._receive = anyio.create_memory_object_stream[_Job](math.inf)
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
-        try:
-            await self._task_group.start(self._serve)
-        except BaseException as exc:
-            self._task_group.cancel_scope.cancel()
-            await self._task_group.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        await self._background.start()
         return self
 
     async def __aexit__(
@@ -109,12 +103,10 @@ class PortOwner:
         tb: TracebackType | None,
     ) -> bool | None:
         self._closed = True
-        assert self._task_group is not None
         assert self._send is not None
         self._send.close()
-        self._task_group.cancel_scope.cancel()
         try:
-            return await self._task_group.__aexit__(exc_type, exc, tb)
+            return await self._background.stop(exc_type, exc, tb)
         finally:
             self._fail_pending()
 
