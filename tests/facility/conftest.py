@@ -1,0 +1,25 @@
+"""Fixtures for the facility tests: services on loopback, started once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# --- Redis (queue server, shared RunEngine metadata): see services.py ----------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One ``redis-server`` on 127.0.0.1 at a private port for the session."""
+    from services import RedisServer, missing_binaries
+
+    missing = missing_binaries("redis")
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} (apt-get install redis-server)")
+    server = RedisServer(Path(tmp_path_factory.mktemp("redis")))
+    try:
+        yield server
+    finally:
+        server.stop()
