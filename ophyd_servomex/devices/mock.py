@@ -20,8 +20,8 @@ from ophyd_async.core import (
     set_mock_value,
 )
 
-from ..codec.errors import ServomexConfirmationRequiredError
 from ..codec.models import CalPhase, ChannelId, ChannelInfo, ProtocolKind, Unit
+from .calibration import check_confirm
 from .signals import UNIT_PRECISION, units_of
 
 if TYPE_CHECKING:
@@ -76,17 +76,15 @@ class MockAutocal:
         self.stops = 0
 
     def start(self, group: int, confirm: bool) -> None:
-        """Start coil pulse: the group begins its scripted run."""
-        if not confirm:
-            raise ServomexConfirmationRequiredError("mock: start needs confirm=True")
+        """Start coil pulse: the group begins its scripted run (only when ``confirm is True``)."""
+        check_confirm(confirm, "mock: starting a calibration")
         self.starts.append(group)
         self.group = group
         self.script = list(MOCK_CALIBRATION_SCRIPT)
 
     def stop(self, confirm: bool) -> None:
-        """Stop-all coil pulse: every group goes idle."""
-        if not confirm:
-            raise ServomexConfirmationRequiredError("mock: stop needs confirm=True")
+        """Stop-all coil pulse: every group goes idle (only when ``confirm is True``)."""
+        check_confirm(confirm, "mock: stopping a calibration")
         self.stops += 1
         if self.group is not None:
             self._show(self.group, CalPhase.IDLE)

@@ -51,6 +51,12 @@ class RecordingBar(TerminalProgressBar):
         super().update(pos, **kwargs)
 
 
+def phases_of(updates: list[dict[str, Any]]) -> list[str]:
+    """The phase of each update (the end of its name), consecutive repeats dropped."""
+    names = [u["name"].rsplit(": ", 1)[1] for u in updates]
+    return [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
+
+
 def test_the_calibration_plan_draws_its_phases_with_progress_bar_manager(
     RE: RunEngine, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -60,7 +66,7 @@ def test_the_calibration_plan_draws_its_phases_with_progress_bar_manager(
         analyser = connect(sim, RTU, calibration_poll_period=0.02)
         try:
             before = len(requests(sim))
-            result = RE(calibrate(analyser, 1, confirm=True))
+            result = RE(calibrate(analyser, 1, confirm=True, gas_time=0.3))
             sent = requests(sim)[before:]
         finally:
             disconnect(analyser)
@@ -72,19 +78,34 @@ def test_the_calibration_plan_draws_its_phases_with_progress_bar_manager(
     assert progress.fraction == 1.0
     assert progress.done
     updates = RecordingBar.updates
-    assert [u["unit"] for u in updates] == [
-        "sampling",
-        "cal_gas_1",
-        "cal_gas_2",
-        "cal_gas_1",
-        "done",
-    ]
-    assert [u["current"] for u in updates] == [0, 1, 2, 3, 4]
-    assert [u["fraction"] for u in updates] == [0.0, 0.25, 0.5, 0.75, 1.0]
-    assert all(u["initial"] == 0 and u["target"] == 4 for u in updates)
-    assert updates[2]["name"] == "analyser-calibration group 1: cal_gas_2"
+    # the phase is the description; the unit is seconds, never a phase name
+    assert phases_of(updates) == ["sampling", "cal_gas_1", "cal_gas_2", "cal_gas_1", "done"]
+    assert {u["unit"] for u in updates} == {"s"}
+    fraction_of = {"sampling": 0.0, "cal_gas_1": None, "cal_gas_2": 0.5, "done": 1.0}
+    for update in updates:
+        phase = update["name"].rsplit(": ", 1)[1]
+        assert update["name"] == f"analyser-calibration group 1: {phase}"
+        assert update["initial"] == 0.0
+        assert 0.0 <= update["current"] < 5.0  # seconds in this phase
+        if phase.startswith("cal_gas"):
+            assert update["target"] == 0.3  # the expected seconds of a gas phase
+            assert update["time_remaining"] >= 0.0
+        else:
+            assert "target" not in update  # unknown: no bar, no made-up total
+        if fraction_of[phase] is not None:
+            assert update["fraction"] == fraction_of[phase]
+        assert update["fraction"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    # the time in a phase grows between polls and starts again at the next phase
+    gas2 = [u["current"] for u in updates if u["name"].endswith("cal_gas_2")]
+    assert gas2 == sorted(gas2)
+    assert len(gas2) >= 2
+    assert gas2[-1] > gas2[0]
+    elapsed = [u["time_elapsed"] for u in updates]
+    assert elapsed == sorted(elapsed)
     drawn = capsys.readouterr().out
     assert "analyser-calibration group 1: cal_gas_2" in drawn
+    assert "cal_gas_1/s" not in drawn
+    assert "s/cal_gas" not in drawn
     # the start pulse (on, read back, off), then only state reads: never the stop coil
     assert sent[0] == START_GROUP_1_ON
     assert sent[1] == rtu(0x01, 0x00, 0x00, 0x00, 0x01)

@@ -177,13 +177,17 @@ async def test_mock_calibration_runs_gas_1_gas_2_gas_1_and_shows_it() -> None:
     status = analyser.calibrate(1, confirm=True)
     status.watch(lambda **kw: updates.append(kw))
     await status
-    assert [u["unit"] for u in updates] == [
-        "sampling",
-        "cal_gas_1",
-        "cal_gas_2",
-        "cal_gas_1",
-        "done",
+    # one update per state poll, the phase in the name, seconds as the unit
+    assert [u["name"] for u in updates] == [
+        "o2-calibration group 1: sampling",
+        "o2-calibration group 1: cal_gas_1",
+        "o2-calibration group 1: cal_gas_2",
+        "o2-calibration group 1: cal_gas_1",
+        "o2-calibration group 1: done",
     ]
+    assert [u["fraction"] for u in updates] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert {u["unit"] for u in updates} == {"s"}
+    assert all("target" not in u for u in updates)  # no gas time given: no expected time
     assert seen == [
         ("cal_gas_1", "cal_gas_1", True),
         ("cal_gas_2", "cal_gas_2", True),
