@@ -39,6 +39,8 @@ __all__ = [
     "open_analyzer",
     "open_manager",
     "positive_float",
+    "protocol_choices",
+    "protocol_type",
     "run_command",
     "sample_to_dict",
     "serial_settings",
@@ -49,6 +51,9 @@ __all__ = [
 
 PROTOCOLS = tuple(p.value for p in ProtocolKind)
 """``auto``, ``continuous``, ``modbus-rtu``, ``modbus-ascii``."""
+
+PROTOCOL_ALIASES = {"rtu": ProtocolKind.MODBUS_RTU.value, "ascii": ProtocolKind.MODBUS_ASCII.value}
+"""The short names users type for the two Modbus modes."""
 
 PORT_HELP = (
     "the port: a serial device (/dev/ttyUSB0, COM3), a pseudo-terminal such as the "
@@ -81,6 +86,30 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def protocol_choices(choices: Sequence[str] = PROTOCOLS) -> str:
+    """``auto, continuous, modbus-rtu (rtu), modbus-ascii (ascii)``: the choices for help
+    and errors, each long name with its short one."""
+    short = {long: alias for alias, long in PROTOCOL_ALIASES.items()}
+    return ", ".join(f"{c} ({short[c]})" if c in short else c for c in choices)
+
+
+def protocol_type(choices: Sequence[str] = PROTOCOLS) -> Callable[[str], str]:
+    """An argparse type for ``--protocol``: a name among ``choices`` or its short name
+    (``rtu``, ``ascii``), any case; returns the long name (a :class:`ProtocolKind` value)."""
+
+    def parse(text: str) -> str:
+        key = text.strip().lower().replace("_", "-")
+        key = PROTOCOL_ALIASES.get(key, key)
+        if key not in choices:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {protocol_choices(choices)})"
+            )
+        return key
+
+    parse.__name__ = "protocol"  # argparse names the type in some messages
+    return parse
+
+
 def addresses(text: str) -> tuple[int, ...]:
     """An argparse type: one Modbus address or a comma list (``30`` or ``30,31``)."""
     try:
@@ -110,9 +139,11 @@ def add_connection_options(
         parser.add_argument("port", help=PORT_HELP)
     parser.add_argument(
         "--protocol",
-        choices=PROTOCOLS,
+        type=protocol_type(),
         default="auto",
-        help="the analyser's front-panel mode; auto detects it (default auto)",
+        metavar="PROTOCOL",
+        help=f"the analyser's front-panel mode: {protocol_choices()}, any case; auto detects "
+        "it (default auto)",
     )
     if several_addresses:
         parser.add_argument(

@@ -2,8 +2,9 @@
 
 Each frame is shown as a header line (analyser clock, analyser fault/maintenance, the four
 autocal groups, checksum) and one row per channel. Each bad line is shown with its line
-number, byte offset and the reason. The exit status is 1 when any line was bad, else 0
-(2 when the input cannot be read).
+number, byte offset and the reason. The exit status is 1 when any line was bad or the input
+held no frame at all (empty, or only fragments and garbage; said on stderr), else 0 (2 when
+the input cannot be read).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def register(subparsers: Any) -> None:
         help="decode continuous-mode frames from a capture file, hex text or stdin",
         description=(
             "Decode Servomex continuous-mode (ASCII) frames and print them as tables. "
-            "Lines may end in CR LF or LF. Exit status 1 when any line is bad."
+            "Lines may end in CR LF or LF. Exit status 1 when any line is bad or there is no "
+            "frame at all, 2 when the input cannot be read."
         ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
@@ -67,8 +69,12 @@ def _read_input(args: argparse.Namespace) -> bytes:
         return stream.read()
 
 
-def decode_stream(data: bytes, out: TextIO) -> int:
-    """Decode ``data`` line by line, print frames and bad lines to ``out``; return the status."""
+def decode_stream(data: bytes, out: TextIO, err: TextIO | None = None) -> int:
+    """Decode ``data`` line by line, print frames and bad lines to ``out``; return the status.
+
+    The status is 1 when a line was bad or no frame was found (then a message goes to
+    ``err``, by default stderr), else 0.
+    """
     decoder = ContinuousDecoder()
     bad = 0
     count = 0
@@ -103,6 +109,13 @@ def decode_stream(data: bytes, out: TextIO) -> int:
         f"{decoder.fragments} fragment{'s' if decoder.fragments != 1 else ''} skipped",
         file=out,
     )
+    if count == 0:
+        what = f"in {len(data)} bytes of input" if data else "the input is empty"
+        print(
+            f"ophyd-servomex decode: error: no continuous-mode frame: {what}",
+            file=sys.stderr if err is None else err,
+        )
+        return 1
     return 1 if bad else 0
 
 

@@ -1,12 +1,14 @@
 """``ophyd-servomex diag``: link diagnostics with jitter statistics.
 
 Modbus mode: ``--count`` FC08 loopback round trips (the analyser echoes ``--data``), each
-printed as it completes, then min / p50 / p99 / max / mean and the jitter (standard
-deviation) of the round-trip times, and the line's attempt, retry and failure counters.
-Continuous mode (which cannot loop back): the intervals between ``--count`` + 1 broadcast
-frames, with the same statistics, and the bad lines skipped. Exit status 0 when every
-round trip or frame was good, 1 otherwise. Ctrl-C stops early and still prints the
-statistics.
+printed as it completes. A round trip is timed from the call, so it includes the line's idle
+gap (``--idle``, 50 ms by default) that the driver keeps before every request, less any
+``--interval`` pause that already covered it; the header line says so. Then min / p50 /
+p99 / max / mean and the jitter (standard deviation) of the round-trip times, and the
+line's attempt, retry and failure counters. Continuous mode (which cannot loop back): the
+intervals between ``--count`` + 1 broadcast frames, with the same statistics, and the bad
+lines skipped. Exit status 0 when every round trip or frame was good, 1 otherwise. Ctrl-C
+stops early and still prints the statistics.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def register(subparsers: Any) -> None:
         help="loopback round trips (or frame intervals) with jitter statistics",
         description=(
             "Measure the link: FC08 loopback round trips in Modbus mode, frame intervals in "
-            "continuous mode; prints min/p50/p99/max, mean and jitter."
+            "continuous mode; prints min/p50/p99/max, mean and jitter. A Modbus round trip "
+            "includes the line's idle gap before each request (--idle, default 50 ms)."
         ),
     )
     add_connection_options(parser)
@@ -100,7 +103,8 @@ async def _diag(args: argparse.Namespace) -> int:
         modbus = analyzer.protocol.is_modbus
         what = "loopback round trips" if modbus else "frame intervals"
         where = f", address {analyzer.address}" if analyzer.address is not None else ""
-        print(f"{analyzer.port}: {analyzer.protocol.value}{where}; {args.count} {what}")
+        note = f", {_idle_note(args)}" if modbus else ""
+        print(f"{analyzer.port}: {analyzer.protocol.value}{where}; {args.count} {what}{note}")
         body = _loopbacks if modbus else _intervals
         _, interrupted = await until_interrupted(lambda: body(args, analyzer, tally))
         if interrupted:
@@ -118,6 +122,15 @@ async def _diag(args: argparse.Namespace) -> int:
         elif not modbus:
             print(f"bad lines skipped: {analyzer.dropped_frames}")
     return 0 if tally.failures == 0 and ok > 0 else 1
+
+
+def _idle_note(args: argparse.Namespace) -> str:
+    """What a round trip includes besides the analyser: the idle gap before the request."""
+    idle = f"{args.idle * 1000:g} ms"
+    if args.idle == 0:
+        return "with no line idle before the requests (--idle 0)"
+    note = f"each including the {idle} line idle before its request"
+    return f"{note}, less the --interval pause" if args.interval > 0 else note
 
 
 async def _loopbacks(args: argparse.Namespace, analyzer: Analyzer, tally: _Tally) -> None:

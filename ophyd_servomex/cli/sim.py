@@ -12,6 +12,8 @@ import signal
 import sys
 from typing import Any
 
+from ._common import protocol_choices, protocol_type
+
 __all__ = ["register"]
 
 _MODES = ("continuous", "modbus-rtu", "modbus-ascii")
@@ -56,13 +58,22 @@ def register(subparsers: Any) -> None:
             "The first line printed is the port to connect to; runs until interrupted."
         ),
     )
-    parser.add_argument("--mode", choices=_MODES, default="modbus-rtu", help="front-panel mode")
+    parser.add_argument(
+        "--mode",
+        "--protocol",
+        dest="mode",
+        type=protocol_type(_MODES),
+        default="modbus-rtu",
+        metavar="MODE",
+        help=f"front-panel mode: {protocol_choices(_MODES)}, any case (default modbus-rtu)",
+    )
     parser.add_argument(
         "--address",
         type=_addresses,
         default=(30,),
         metavar="ADDR[,ADDR…]",
-        help="Modbus slave address(es); several share one bus (default 30)",
+        help="Modbus slave address(es); several share one bus (default 30; continuous mode "
+        "has no address)",
     )
     parser.add_argument(
         "--period",
@@ -140,10 +151,14 @@ async def _serve(args: argparse.Namespace) -> int:
         server = serve_tcp(config, port=args.tcp) if args.tcp is not None else serve_pty(config)
         async with server as sim:
             print(sim.port, flush=True)
-            addresses = ",".join(str(a.address) for a in sim.analysers)
+            if config.mode is ProtocolKind.CONTINUOUS_ASCII:  # broadcasts: no address
+                every = f"a frame every {args.period:g} s" if args.period else "output off"
+                what = f"{args.mode} ({every})"
+            else:
+                addresses = ",".join(str(a.address) for a in sim.analysers)
+                what = f"{args.mode} at address {addresses}"
             print(
-                f"simulating {args.mode} at address {addresses} on {sim.port}; "
-                "Ctrl-C or SIGTERM stops",
+                f"simulating {what} on {sim.port}; Ctrl-C or SIGTERM stops",
                 file=sys.stderr,
                 flush=True,
             )

@@ -101,8 +101,58 @@ def test_bad_lines_are_reported_with_position_and_exit_1(
     assert lines[-1] == "2 frames, 2 bad, 1 fragment skipped"
 
 
-def test_empty_input(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "--hex", "") == (0, "0 frames, 0 bad, 0 fragments skipped\n", "")
+def test_empty_input_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "--hex", "") == (
+        1,
+        "0 frames, 0 bad, 0 fragments skipped\n",
+        "ophyd-servomex decode: error: no continuous-mode frame: the input is empty\n",
+    )
+
+
+def test_an_empty_file_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    status, _, err = run(capsys, str(empty))
+    assert status == 1
+    assert err == "ophyd-servomex decode: error: no continuous-mode frame: the input is empty\n"
+
+
+@pytest.mark.parametrize(
+    ("garbage", "out"),
+    [
+        (  # no line end at all: the decoder takes it for the tail of a frame
+            b"hello",
+            "line 1 (offset 0): skipped 5 bytes: the tail of a frame (join fragment)\n"
+            "0 frames, 0 bad, 1 fragment skipped\n",
+        ),
+        (
+            b"\x00\xff garbage\r\nmore garbage\n",
+            "line 1 (offset 0): skipped 12 bytes: the tail of a frame (join fragment)\n"
+            "line 2 (offset 12): bad frame: ServomexFrameError: line of 12 bytes is too short "
+            "for a frame (at least 72)\n"
+            "0 frames, 1 bad, 1 fragment skipped\n",
+        ),
+    ],
+)
+def test_only_garbage_exits_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, garbage: bytes, out: str
+) -> None:
+    capture = tmp_path / "garbage.bin"
+    capture.write_bytes(garbage)
+    assert run(capsys, str(capture)) == (
+        1,
+        out,
+        f"ophyd-servomex decode: error: no continuous-mode frame: in {len(garbage)} bytes "
+        "of input\n",
+    )
+
+
+def test_the_help_promises_exit_1_for_no_frame(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["decode", "--help"])
+    assert "Exit status 1 when any line is bad or there is no frame at all" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 @pytest.mark.parametrize(

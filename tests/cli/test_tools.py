@@ -141,8 +141,9 @@ def test_read_auto_finds_modbus_on_the_pty(
 def test_read_auto_finds_continuous_over_tcp(
     broadcaster: SimulatorThread, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, out, _ = run(capsys, "read", broadcaster.port, "--timeout", "0.2", "--period", "0.05")
-    assert status == 0
+    # --period 0.5 (frames come every 0.05 s): AUTO listens 1 s, enough on a loaded machine
+    status, out, err = run(capsys, "read", broadcaster.port, "--timeout", "0.2", "--period", "0.5")
+    assert status == 0, err
     assert out.splitlines() == [
         f"{broadcaster.port}: continuous",
         "channels: I1 Oxygen, I2 CO, I3 CO2",
@@ -515,7 +516,10 @@ def test_diag_loopback(bus: SimulatorThread, capsys: pytest.CaptureFixture[str])
     status, out, _ = run(capsys, "diag", bus.port, "--address", "30", *FAST, "--count", "5")
     assert status == 0
     lines = out.splitlines()
-    assert lines[0] == f"{bus.port}: modbus-rtu, address 30; 5 loopback round trips"
+    assert lines[0] == (
+        f"{bus.port}: modbus-rtu, address 30; 5 loopback round trips, "
+        "with no line idle before the requests (--idle 0)"
+    )
     for index, line in enumerate(lines[1:6], start=1):
         assert re.fullmatch(rf"  {index}/5  echo a5 5a  \d+\.\d\d ms", line)
     assert re.fullmatch(
@@ -526,6 +530,42 @@ def test_diag_loopback(bus: SimulatorThread, capsys: pytest.CaptureFixture[str])
     assert lines[7:] == ["5 good, 0 failed", "line: 5 attempts, 0 retried, failures: none"]
     loopbacks = [e.data for e in bus.log.events(WireKind.REQUEST) if e.data[1] == 8]
     assert loopbacks == [encode_rtu(30, bytes.fromhex("08 0000 A55A"))] * 5
+
+
+def test_diag_says_its_round_trips_include_the_line_idle(
+    bus: SimulatorThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(
+        capsys, "diag", bus.port, "--address", "30", "--protocol", "rtu", "--count", "3"
+    )
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"{bus.port}: modbus-rtu, address 30; 3 loopback round trips, "
+        "each including the 50 ms line idle before its request"
+    )
+    # back to back, every round trip really waits out the 50 ms gap (a lower bound only)
+    times = [float(line.split()[-2]) for line in lines[1:4]]
+    assert all(t >= 50.0 for t in times), times
+    status, out, _ = run(
+        capsys, "diag", bus.port, "--address", "30", "--idle", "0.02", "--interval", "0.01",
+        "--count", "2",
+    )  # fmt: skip
+    assert status == 0
+    assert out.splitlines()[0] == (
+        f"{bus.port}: modbus-rtu, address 30; 2 loopback round trips, "
+        "each including the 20 ms line idle before its request, less the --interval pause"
+    )
+
+
+def test_diag_continuous_has_no_idle_note(
+    broadcaster: SimulatorThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, out, _ = run(
+        capsys, "diag", broadcaster.port, "--protocol", "Continuous", "--count", "1"
+    )
+    assert status == 0
+    assert out.splitlines()[0] == f"{broadcaster.port}: continuous; 1 frame intervals"
 
 
 def test_diag_counts_retries(bus: SimulatorThread, capsys: pytest.CaptureFixture[str]) -> None:
@@ -567,7 +607,10 @@ def test_diag_fails_when_nothing_echoes(
     )
     assert status == 1
     lines = out.splitlines()
-    assert lines[0] == f"{bus.port}: modbus-rtu, address 77; 2 loopback round trips"
+    assert lines[0] == (
+        f"{bus.port}: modbus-rtu, address 77; 2 loopback round trips, "
+        "with no line idle before the requests (--idle 0)"
+    )
     assert lines[1].startswith("  1/2  error: no reply from address 77 to FC08 loopback")
     assert lines[2].startswith("  2/2  error: no reply from address 77 to FC08 loopback")
     assert lines[3:] == ["0 good, 2 failed", "line: 6 attempts, 4 retried, failures: timeout 6"]
