@@ -7,12 +7,13 @@ calibration ``Movable`` and the mock behaviour.
 """
 
 from .analyser import ChannelSpec, ServomexAnalyser
-from .backends import FrameSignalBackend, SessionCommandBackend
+from .backends import FrameSignalBackend, SessionCommandBackend, SettingBackend, StateBackend
 from .bus import ServomexBus
 from .calibration import CALIBRATION_STEPS, CalibrationTracker, ServomexCalibration
 from .channel import ServomexChannel
 from .connector import ServomexConnector, select_channels
 from .hub import FrameHub, FrameListener, FrameSnapshot
+from .link import LinkState, ReconnectPolicy
 from .mock import (
     BENCH_CHANNELS,
     BENCH_IDLE_VALUES,
@@ -34,7 +35,9 @@ __all__ = [
     "FrameListener",
     "FrameSignalBackend",
     "FrameSnapshot",
+    "LinkState",
     "MockAutocal",
+    "ReconnectPolicy",
     "ServomexAnalyser",
     "ServomexAnalyserMock",
     "ServomexBus",
@@ -43,6 +46,8 @@ __all__ = [
     "ServomexConnector",
     "SessionCommandBackend",
     "SessionFactory",
+    "SettingBackend",
+    "StateBackend",
     "device_session_factory",
     "select_channels",
 ]

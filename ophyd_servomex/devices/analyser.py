@@ -10,6 +10,8 @@ from ophyd_async.core import (
     AsyncStatus,
     Callback,
     Command,
+    SignalR,
+    SignalRW,
     StandardReadable,
     StandardReadableFormat,
     WatchableAsyncStatus,
@@ -18,11 +20,12 @@ from ophyd_async.core import (
 
 from ..codec.errors import ErrorContext, ServomexConfigurationError
 from ..codec.models import ChannelId, ChannelInfo, ProtocolKind, SerialSettings, Unit
-from .backends import SessionCommandBackend, execute
+from .backends import SessionCommandBackend, SettingBackend, StateBackend, execute
 from .calibration import ServomexCalibration
 from .channel import ServomexChannel
 from .connector import ServomexConnector
 from .hub import FrameSnapshot
+from .link import ALARM_INVALID, LinkState, ReconnectPolicy
 from .mock import BENCH_CHANNELS, ServomexAnalyserMock
 from .monitor import DeviceMonitor
 from .session import SessionFactory, device_session_factory, parse_protocol
@@ -87,7 +90,17 @@ class ServomexAnalyser(StandardReadable):
     ``trigger()`` takes one fresh frame (Modbus: a sweep; continuous: the next broadcast)
     and ``read()`` reports exactly that frame, every field with its timestamp. Signals
     and the device itself can be monitored (``bps.monitor``); in Modbus mode a background
-    poll at ``poll_rate_hz`` runs while anything is subscribed. ``calibrate(group,
+    poll at ``poll_rate_hz`` runs while anything is subscribed. The rate is also a settable
+    signal, ``analyser.poll_rate_hz`` (``bps.mv(analyser.poll_rate_hz, 5)``), which a
+    running poll follows at its next tick.
+
+    **A lost link** (pulled cable, unplugged USB adapter, a serial server gone) releases
+    the port at once; ``link_state`` turns to ``reconnecting`` (alarm severity INVALID),
+    reads and triggers fail fast with a :class:`ServomexConnectionError` naming the port,
+    and subscribers get the last values again with severity INVALID. The device reopens
+    the port by itself on the ``reconnect`` schedule (:class:`ReconnectPolicy`: 0.5 s
+    doubling to 5 s; ``None`` turns it off), so the next plan after the port is back needs
+    no manual step. ``calibrate(group,
     confirm=True)`` (or ``bps.abs_set(analyser.calibration, group, confirm=True)``)
     runs an autocalibration with progress.
 
@@ -96,6 +109,8 @@ class ServomexAnalyser(StandardReadable):
     configuration ``display_name`` and ``unit``. Analyser fields: ``fault``,
     ``maintenance``, ``cal_group1``…``cal_group4`` (phase), ``clock``, ``dropped_frames``;
     configuration ``protocol`` and ``address`` (0 in continuous mode, which has none).
+    Not read, but readable and subscribable: ``link_state`` (:class:`LinkState`) and
+    ``poll_rate_hz``.
     """
 
     _connector: ServomexConnector
@@ -115,6 +130,7 @@ class ServomexAnalyser(StandardReadable):
         calibration_poll_period: float = 0.5,
         inter_frame_idle: float | None = None,
         session_factory: SessionFactory | None = None,
+        reconnect: ReconnectPolicy | None = ReconnectPolicy(),  # noqa: B008 (frozen)
         name: str = "",
     ) -> None:
         kind = parse_protocol(protocol)
@@ -152,8 +168,10 @@ class ServomexAnalyser(StandardReadable):
             poll_rate_hz=poll_rate_hz,
             expected_period=expected_period,
             before_connect=before,
+            reconnect=reconnect,
         )
         connector.bus = bus  # not an attribute of the device: it would become a child
+        connector.device_label = self._label
         self._hub = hub = connector.hub
         self._source = source = f"servomex://{port or 'mock'}?address={address}"
         ctx = ErrorContext(port=port or None, protocol=kind.value, address=address)
@@ -199,6 +217,25 @@ class ServomexAnalyser(StandardReadable):
                 int, hub, lambda s: s.frame.address if s.frame.address is not None else 0,
                 source=f"{source}#address", default=address, context=ctx,
             )  # fmt: skip
+        link = StateBackend(
+            LinkState,
+            LinkState.DISCONNECTED,
+            source=f"{source}#link_state",
+            severity=ALARM_INVALID,
+            context=ctx,
+        )
+        self.link_state = SignalR(link)
+        connector.on_link_change = lambda state, severity: link.update(state, severity=severity)
+        self.poll_rate_hz = SignalRW(
+            SettingBackend(
+                float,
+                connector.poll_rate_hz,
+                connector.set_poll_rate,
+                source=f"{source}#poll_rate_hz",
+                units="Hz",
+                precision=3,
+            )
+        )
         self.refresh = Command(
             SessionCommandBackend(connector.refresh, source=f"{source}#poll"), timeout=None
         )
@@ -222,6 +259,9 @@ class ServomexAnalyser(StandardReadable):
             default="idle",
             context=ctx,
         )
+
+    def _label(self) -> str:
+        return self.name or "the analyser"
 
     # --- channels ----------------------------------------------------------------------
 
@@ -331,6 +371,11 @@ class ServomexAnalyser(StandardReadable):
     def connected(self) -> bool:
         """True while a real session is open."""
         return self._connector.connected
+
+    @property
+    def link(self) -> LinkState:
+        """What the link is doing now (the value of ``link_state``, without awaiting)."""
+        return self._connector.link
 
     @property
     def hub_sequence(self) -> int:

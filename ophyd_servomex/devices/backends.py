@@ -8,12 +8,18 @@ signal, describing it or subscribing to it never touches the port.
 :class:`SessionCommandBackend` runs an action (a fresh poll, a calibration pulse) through
 an async callable the connector provides. In mock mode ophyd-async swaps both for its own
 mock backends, which is what makes ``connect(mock=True)`` work without a port.
+
+:class:`SettingBackend` (a run-time setting such as ``poll_rate_hz``) and
+:class:`StateBackend` (the read-only ``link_state``) hold their own value; both are
+``SoftSignalBackend`` s, so mock mode keeps their value and ``bps.mv`` works on settings.
 """
 
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from bluesky.protocols import Reading
 from event_model import DataKey
@@ -24,27 +30,36 @@ from ophyd_async.core import (
     SignalBackend,
     SignalDatatypeT,
     SignalMetadata,
+    SoftSignalBackend,
     make_datakey,
 )
 
 from ..codec.errors import (
     ErrorContext,
-    ServomexConnectionError,
     ServomexError,
     ServomexUnsupportedError,
 )
 from .hub import FrameHub, FrameSnapshot
+from .link import ALARM_INVALID
 
-__all__ = ["FrameSignalBackend", "SessionCommandBackend", "execute"]
+__all__ = [
+    "FrameSignalBackend",
+    "SessionCommandBackend",
+    "SettingBackend",
+    "StateBackend",
+    "execute",
+]
 
 
 class FrameSignalBackend(SignalBackend[SignalDatatypeT]):
     """A read-only backend whose value is one field of the hub's current frame.
 
     ``extract`` computes the value from a snapshot; ``severity`` (optional) its alarm
-    severity (0 none, 1 minor, 2 major). ``default`` is the value shown in ``describe()``
-    before any frame has arrived. Every reading carries the frame's timestamp, so all the
-    fields of one ``read()`` agree to the microsecond.
+    severity (0 none, 1 minor, 2 major; 3, INVALID, for the last frame re-sent when the link
+    is lost). ``default`` is the value shown in ``describe()`` before any frame has arrived.
+    Every reading carries the frame's timestamp, so all the fields of one ``read()`` agree
+    to the microsecond. While the hub is down (not connected, or the link lost) a read
+    raises the hub's typed :class:`ServomexConnectionError` at once.
     """
 
     def __init__(
@@ -88,24 +103,25 @@ class FrameSignalBackend(SignalBackend[SignalDatatypeT]):
 
     def reading_for(self, snapshot: FrameSnapshot) -> Reading[SignalDatatypeT]:
         """This signal's reading for one snapshot (no I/O, no awaiting)."""
-        severity = self._severity(snapshot) if self._severity is not None else 0
+        if not snapshot.valid:
+            severity = ALARM_INVALID
+        else:
+            severity = self._severity(snapshot) if self._severity is not None else 0
         return {
             "value": self._extract(snapshot),
-            "timestamp": snapshot.frame.timestamp,
+            "timestamp": snapshot.timestamp,
             "alarm_severity": severity,
         }
 
     def _snapshot(self) -> FrameSnapshot:
         snapshot = self._hub.current()
         if snapshot is None:
-            raise ServomexConnectionError(
-                f"no frame has arrived yet for {self._source}", context=self._context
-            )
+            raise self._hub.unavailable()
         return snapshot
 
     async def get_datakey(self, source: str) -> DataKey:
-        """dtype, shape, units and precision, from the current value's type."""
-        snapshot = self._hub.current()
+        """dtype, shape, units and precision, from the current (or last) value's type."""
+        snapshot = self._hub.describe_snapshot()
         value = self._extract(snapshot) if snapshot is not None else self._default
         return make_datakey(self._datatype, value, source, self.metadata)
 
@@ -132,6 +148,75 @@ class FrameSignalBackend(SignalBackend[SignalDatatypeT]):
             self._listener_key = self._hub.add_listener(
                 lambda snapshot: callback(self.reading_for(snapshot))
             )
+
+
+class SettingBackend(SoftSignalBackend[SignalDatatypeT]):
+    """A settable value the device applies at once (e.g. ``poll_rate_hz``).
+
+    ``apply`` checks and applies a new value and returns the value in force (it raises a
+    :class:`~ophyd_servomex.codec.errors.ServomexValidationError` for a bad one, and the
+    old value stays). Works with ``bps.mv`` / ``signal.set()``; in mock mode the value is
+    only stored.
+    """
+
+    def __init__(
+        self,
+        datatype: type[SignalDatatypeT],
+        initial_value: SignalDatatypeT,
+        apply: Callable[[SignalDatatypeT], SignalDatatypeT],
+        *,
+        source: str,
+        units: str | None = None,
+        precision: int | None = None,
+    ) -> None:
+        super().__init__(datatype, initial_value, units, precision)
+        self._apply = apply
+        self._source = source
+
+    def source(self, name: str, read: bool) -> str:
+        """The setting's source string."""
+        return self._source
+
+    async def put(self, value: Any) -> None:
+        """Apply ``value`` (``None``: the initial value) and show it."""
+        wanted = self.initial_value if value is None else self.converter.write_value(value)
+        await super().put(self._apply(wanted))
+
+
+class StateBackend(SoftSignalBackend[SignalDatatypeT]):
+    """A read-only value the device sets, with its own alarm severity (``link_state``)."""
+
+    def __init__(
+        self,
+        datatype: type[SignalDatatypeT],
+        initial_value: SignalDatatypeT,
+        *,
+        source: str,
+        severity: int = 0,
+        context: ErrorContext | None = None,
+    ) -> None:
+        super().__init__(datatype, initial_value)
+        self._source = source
+        self._context = context or ErrorContext()
+        self.update(initial_value, severity=severity)
+
+    def source(self, name: str, read: bool) -> str:
+        """The state's source string."""
+        return self._source
+
+    def update(self, value: SignalDatatypeT, *, severity: int = 0) -> None:
+        """Show ``value`` with ``severity``, stamped now, and tell the subscriber."""
+        self.reading = {
+            "value": self.converter.write_value(value),
+            "timestamp": time.time(),
+            "alarm_severity": severity,
+        }
+        if self.callback is not None:
+            self.callback(self.reading)
+
+    async def put(self, value: Any) -> None:
+        """Refuse: the device alone sets its state."""
+        raise ServomexUnsupportedError(f"{self._source} is read-only", context=self._context)
 
 
 class SessionCommandBackend[**P, T](CommandBackend[P, T]):

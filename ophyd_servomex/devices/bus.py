@@ -187,7 +187,6 @@ class ServomexBus(Device):
                 address=address,
                 serial_settings=connector.serial_settings,
                 timeout=connector.timeout,
-                identify=True,
             )
             try:
                 yield session

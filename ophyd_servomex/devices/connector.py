@@ -1,12 +1,23 @@
 """The analyser's ``DeviceConnector``: owns the driver session and feeds the frame hub.
 
 ``connect_real`` starts one long-lived *owner task* that opens the session
-(``open_device`` or a bus attachment), learns the channels (``identify``), takes a first
-frame, then keeps the hub fed until ``disconnect()``:
+(the driver's ``Analyzer`` or a bus attachment), learns the channels (``identify``), takes a
+first frame, then keeps the hub fed until ``disconnect()``:
 
 * continuous mode — a pump publishes every broadcast frame the driver delivers;
-* Modbus mode — a background poll runs at ``poll_rate_hz`` while anything is subscribed
-  to the hub (a signal ``subscribe``, ``bps.monitor``), and idles otherwise.
+* Modbus mode — a background poll runs at ``poll_rate_hz`` (settable while running) while
+  anything is subscribed to the hub (a signal ``subscribe``, ``bps.monitor``), and idles
+  otherwise.
+
+**A lost link** (the driver's :class:`ServomexConnectionError`, or a raw ``OSError`` /
+``termios.error`` from the port, seen by the pump, the background poll or any action)
+ends the session at once: the port is released, the hub goes down (reads and actions fail
+fast with a :class:`ServomexConnectionError` naming the device and port and saying it is
+reconnecting; subscribers get the last frame again with alarm severity INVALID) and
+``link_state`` shows ``reconnecting``. The owner task then reopens the session on the
+:class:`~ophyd_servomex.devices.link.ReconnectPolicy` schedule until it works; the first
+frame after that is published as usual, so the next plan needs no manual step. A reconnect
+that finds a different channel set gives up (the device's children no longer match).
 
 The session's task groups live in the owner task, never in the short-lived task
 ``Device.connect`` runs ``connect_real`` in (see ``docs/architecture.md``). Channels
@@ -19,8 +30,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -32,6 +45,7 @@ from ..codec.errors import (
     ServomexConnectionError,
     ServomexError,
     ServomexTimeoutError,
+    ServomexValidationError,
 )
 from ..codec.models import (
     ChannelId,
@@ -41,6 +55,7 @@ from ..codec.models import (
     ProtocolKind,
 )
 from .hub import FrameHub, FrameSnapshot
+from .link import ALARM_INVALID, PORT_ERRORS, LinkState, ReconnectPolicy, as_connection_error
 from .owner import OwnerHandle, fail_ready, start_owner
 from .session import AnalyserSession, SessionFactory
 
@@ -81,8 +96,10 @@ class ServomexConnector(DeviceConnector):
 
     ``open_session`` opens the session; ``declared`` fixes the channel set (and is what
     mock mode builds); ``poll_rate_hz`` is the background Modbus poll rate while
-    something is subscribed; ``expected_period`` bounds how long a continuous-mode
-    ``trigger()`` waits for the next broadcast (three periods, at least 0.5 s).
+    something is subscribed (change it with :meth:`set_poll_rate`); ``expected_period``
+    bounds how long a continuous-mode ``trigger()`` waits for the next broadcast (three
+    periods, at least 0.5 s); ``reconnect`` is the back-off after a lost link (``None``:
+    stay down until ``connect(force_reconnect=True)``).
     """
 
     def __init__(
@@ -96,30 +113,47 @@ class ServomexConnector(DeviceConnector):
         poll_rate_hz: float,
         expected_period: float,
         before_connect: Callable[[float], Awaitable[None]] | None = None,
+        reconnect: ReconnectPolicy | None = None,
     ) -> None:
-        if poll_rate_hz <= 0:
-            raise ServomexConfigurationError(f"poll_rate_hz must be > 0, not {poll_rate_hz}")
-        self.hub = FrameHub(on_demand=self._on_demand)
+        self.hub = FrameHub(on_demand=self._on_demand, unavailable=self.unavailable, up=False)
         self.port = port
         self.requested_protocol = protocol
         self.requested_address = address
+        self._last_protocol = protocol
+        self._last_address: int | None = address
         self.declared: tuple[ChannelInfo, ...] | None = (
             tuple(declared) if declared is not None else None
         )
-        self.poll_period = 1.0 / poll_rate_hz
+        self._poll_rate_hz = self._checked_rate(poll_rate_hz)
         self.expected_period = expected_period
+        self.reconnect = reconnect
         self._open_session = open_session
         self._before_connect = before_connect
         self._session: AnalyserSession | None = None
         self._info: DeviceInfo | None = None
         self._owner: OwnerHandle | None = None
         self._demand = asyncio.Event()
+        self._rate_changed = asyncio.Event()
+        self._lost: asyncio.Event | None = None
+        self._stopping = False
         self._failure: BaseException | None = None
+        self._lost_cause: BaseException | None = None
+        self._link = LinkState.DISCONNECTED
+        self._ever_connected = False
+        self._attempt = 0
+        self._retry_at: float | None = None
+        self._connect_timeout = 10.0
         self._built: tuple[ChannelId, ...] | None = None
+        self._clock: Callable[[], float] = time.monotonic
+        self._pause: Callable[[float, asyncio.Event], Awaitable[None]] = _pause
         self.mock_mode = False
         """True after ``connect(mock=True)``, False after a real connect."""
         self.bus: Any = None
         """The :class:`ServomexBus` the analyser shares, if any (kept here, not on the device)."""
+        self.device_label: Callable[[], str] = lambda: "the analyser"
+        """The device's name for error messages (the analyser sets it)."""
+        self.on_link_change: Callable[[LinkState, int], None] | None = None
+        """Called with the new link state and its alarm severity (the ``link_state`` signal)."""
 
     # --- what the device and its signals see ---------------------------------------------
 
@@ -127,8 +161,10 @@ class ServomexConnector(DeviceConnector):
     def context(self) -> ErrorContext:
         """Where errors happen: port, protocol and address as known now."""
         session = self._session
-        protocol = session.protocol if session is not None else self.requested_protocol
-        address = session.address if session is not None else self.requested_address
+        if session is not None:
+            protocol, address = session.protocol, session.address
+        else:  # the last session's, else what was asked for
+            protocol, address = self._last_protocol, self._last_address
         return ErrorContext(port=self.port or None, protocol=protocol.value, address=address)
 
     @property
@@ -138,21 +174,97 @@ class ServomexConnector(DeviceConnector):
 
     @property
     def session(self) -> AnalyserSession:
-        """The open session; raises :class:`ServomexConnectionError` when there is none."""
+        """The open session; raises :meth:`unavailable` when there is none."""
         session = self._session
         if session is None:
-            detail = f": {self._failure}" if self._failure is not None else ""
-            raise ServomexConnectionError(
-                f"the analyser is not connected{detail}; call connect() "
-                "(or connect(force_reconnect=True) after a lost link)",
-                context=self.context,
-            )
+            raise self.unavailable()
         return session
 
     @property
     def connected(self) -> bool:
         """True while the owner task holds an open session."""
         return self._session is not None
+
+    @property
+    def link(self) -> LinkState:
+        """What the link is doing now."""
+        return self._link
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that ended the last session (or failed the last attempt), if any."""
+        return self._failure
+
+    @property
+    def reconnect_attempts(self) -> int:
+        """Reconnect attempts since the link was lost (0 while connected)."""
+        return self._attempt
+
+    def unavailable(self) -> ServomexConnectionError:
+        """The typed error for a read or action while there is no session.
+
+        It names the device and the port and says what is going on: never connected,
+        connect failed (with why), lost and reconnecting (with the cause and the next
+        try), or disconnected.
+        """
+        name = self.device_label()
+        where = f" on {self.port}" if self.port else ""
+        failure = self._failure
+        if self._link is LinkState.RECONNECTING:
+            cause = self._lost_cause
+            retry = ""
+            if self._retry_at is not None:
+                wait = max(0.0, self._retry_at - self._clock())
+                retry = f": attempt {self._attempt + 1} in {wait:.1f} s"
+            last = ""
+            if failure is not None and failure is not cause:
+                last = f" (the last attempt: {_text(failure)})"
+            message = (
+                f"{name}: the link to {self.port or 'the analyser'} is lost"
+                f"{f' ({_text(cause)})' if cause is not None else ''}; reconnecting by "
+                f"itself{retry}{last}. The next plan works once it is back (link_state "
+                "shows 'connected')"
+            )
+        elif failure is not None:
+            message = f"{name}{where} is not connected: {failure}; call connect() again"
+        elif self._ever_connected:
+            message = f"{name}{where} is not connected (it was disconnected); call connect()"
+        else:
+            message = (
+                f"{name}{where} is not connected; connect it first "
+                "(init_devices(), or await device.connect())"
+            )
+        return ServomexConnectionError(message, context=self.context)
+
+    # --- the poll rate --------------------------------------------------------------------
+
+    @property
+    def poll_rate_hz(self) -> float:
+        """The background Modbus poll rate while something is subscribed."""
+        return self._poll_rate_hz
+
+    @property
+    def poll_period(self) -> float:
+        """Seconds between background polls (``1 / poll_rate_hz``)."""
+        return 1.0 / self._poll_rate_hz
+
+    def set_poll_rate(self, rate_hz: float) -> float:
+        """Change the background poll rate now (a running poll follows at its next tick)."""
+        self._poll_rate_hz = self._checked_rate(rate_hz)
+        self._rate_changed.set()
+        return self._poll_rate_hz
+
+    def _checked_rate(self, rate_hz: float) -> float:
+        if (
+            isinstance(rate_hz, bool)
+            or not isinstance(rate_hz, (int, float))
+            or not (rate_hz > 0 and math.isfinite(rate_hz))
+        ):
+            raise ServomexValidationError(
+                f"poll_rate_hz must be a finite number > 0, not {rate_hz!r}",
+                context=ErrorContext(port=self.port or None),
+            )
+        return float(rate_hz)
 
     # --- mock and real connection ---------------------------------------------------------
 
@@ -166,6 +278,7 @@ class ServomexConnector(DeviceConnector):
         self._build(device, channels)
         device.set_name(device.name)
         await super().connect_mock(device, mock)
+        self._set_link(LinkState.CONNECTED)
 
     async def connect_real(self, device: Device, timeout: float, force_reconnect: bool) -> None:  # noqa: ASYNC109
         """Open the session in an owner task, build the channels, connect the children."""
@@ -179,20 +292,26 @@ class ServomexConnector(DeviceConnector):
         await self.disconnect()
         self.mock_mode = False
         self._failure = None
-        self._owner, info = await start_owner(
-            functools.partial(self._own, self._open_session),
-            name=f"servomex-owner {self.port}",
-            timeout=timeout,
-            what="connecting to the analyser",
-            context=self.context,
-        )
+        self._connect_timeout = timeout
+        try:
+            self._owner, info = await start_owner(
+                functools.partial(self._own, self._open_session),
+                name=f"servomex-owner {self.port}",
+                timeout=timeout,
+                what="connecting to the analyser",
+                context=self.context,
+            )
+        except BaseException as exc:
+            self._failure = exc
+            raise
         try:
             declared = (
                 tuple(c.channel for c in self.declared) if self.declared is not None else None
             )
             self._build(device, select_channels(info, declared))
-        except BaseException:
+        except BaseException as exc:
             await self.disconnect()
+            self._failure = exc
             raise
         device.set_name(device.name)
         await super().connect_real(device, timeout, force_reconnect)
@@ -204,22 +323,36 @@ class ServomexConnector(DeviceConnector):
             raise TypeError(f"ServomexConnector serves a ServomexAnalyser, not {device!r}")
         ids = tuple(c.channel for c in channels)
         if self._built is not None:
-            if ids != self._built:
-                raise ServomexConfigurationError(
-                    f"the analyser now reports channels {', '.join(c.value for c in ids)}, "
-                    f"but this device was built with {', '.join(c.value for c in self._built)}; "
-                    "create a new device to follow a changed channel set",
-                    context=self.context,
-                )
+            self._check_channels(ids)
             return
         _add_channels(device, channels)
         self._built = ids
 
+    def _check_channels(self, ids: tuple[ChannelId, ...]) -> None:
+        if self._built is not None and ids != self._built:
+            raise ServomexConfigurationError(
+                f"the analyser now reports channels {', '.join(c.value for c in ids)}, "
+                f"but this device was built with {', '.join(c.value for c in self._built)}; "
+                "create a new device to follow a changed channel set",
+                context=self.context,
+            )
+
     async def disconnect(self) -> None:
-        """Stop the owner task and close the session (idempotent)."""
+        """Stop the owner task (and any reconnecting) and close the session (idempotent)."""
         owner, self._owner = self._owner, None
         if owner is not None:
-            await owner.close()
+            self._stopping = True
+            try:
+                await owner.close()
+            finally:
+                self._stopping = False
+            self._failure = None
+        self._lost_cause = None
+        self._session = None
+        self._attempt = 0
+        self._retry_at = None
+        self.hub.mark_down()
+        self._set_link(LinkState.DISCONNECTED)
 
     # --- the owner task ------------------------------------------------------------------
 
@@ -229,72 +362,182 @@ class ServomexConnector(DeviceConnector):
         ready: asyncio.Future[DeviceInfo],
         stop: asyncio.Event,
     ) -> None:
+        """Hold a session; after a lost link, reopen it on the back-off schedule."""
+        self._attempt = 0
+        while True:
+            try:
+                await self._hold_session(open_session, ready, stop)
+            except asyncio.CancelledError as exc:
+                fail_ready(ready, exc)
+                raise
+            except Exception as exc:
+                self._session = None
+                if fail_ready(ready, exc):  # the first connect: connect() raises it
+                    self._failure = exc
+                    return
+                if self._link is LinkState.CONNECTED:  # the session ended by itself
+                    self._lost_cause = exc
+                self._failure = exc
+                if stop.is_set():
+                    return
+                if self.reconnect is None or isinstance(exc, ServomexConfigurationError):
+                    _LOGGER.error("servomex session on %s ended: %s", self.port, exc)
+                    self.hub.mark_down()
+                    self._set_link(LinkState.DISCONNECTED)
+                    return
+                if exc is self._lost_cause:
+                    _LOGGER.warning("servomex link on %s lost, reconnecting: %s", self.port, exc)
+                else:
+                    _LOGGER.info("servomex reconnect to %s failed: %s", self.port, exc)
+            except BaseException as exc:
+                fail_ready(ready, exc)
+                raise
+            else:
+                return  # stopped
+            if self.reconnect is None:  # for mypy: handled above
+                return
+            if stop.is_set():
+                return
+            delay = self.reconnect.delay(self._attempt)
+            self._retry_at = self._clock() + delay
+            self._set_link(LinkState.RECONNECTING)
+            self.hub.mark_down()
+            await self._pause(delay, stop)
+            self._retry_at = None
+            self._attempt += 1
+            if stop.is_set():
+                return
+
+    async def _hold_session(
+        self,
+        open_session: SessionFactory,
+        ready: asyncio.Future[DeviceInfo],
+        stop: asyncio.Event,
+    ) -> None:
+        """One session: open it, publish its frames until ``stop`` (returns) or a lost
+        link (raises the cause). The port is released before this returns or raises."""
+        reconnecting = ready.done()
+        lost = asyncio.Event()
+        self._lost = lost
         try:
-            async with open_session() as session:
-                info = await session.identify()
-                first = await session.poll(wait_fresh=False)
+            async with AsyncExitStack() as stack:
+                limit = self._connect_timeout if reconnecting else None
+                async with asyncio.timeout(limit):
+                    session = await stack.enter_async_context(open_session())
+                    info = await session.identify()
+                    if reconnecting:
+                        self._check_channels(self._selected(info))
+                    first = await session.poll(wait_fresh=False)
                 self._session = session
                 self._info = info
+                self._failure = self._lost_cause = None
+                self.port = self.port or session.port
+                self._last_protocol, self._last_address = session.protocol, session.address
+                self._ever_connected = True
+                if reconnecting:
+                    _LOGGER.warning(
+                        "servomex link on %s is back after %d attempt(s)",
+                        self.port,
+                        self._attempt + 1,
+                    )
+                self._attempt = 0
+                self.hub.mark_up()
                 self.hub.publish(first, dropped_frames=session.dropped_frames)
+                self._set_link(LinkState.CONNECTED)
                 async with anyio.create_task_group() as tg:
                     if session.protocol.is_modbus:
-                        tg.start_soon(self._poll_while_subscribed, session, tg.cancel_scope)
+                        tg.start_soon(self._poll_while_subscribed, session)
                     else:
-                        tg.start_soon(self._pump_broadcast, session, tg.cancel_scope)
+                        tg.start_soon(self._pump_broadcast, session)
+                    tg.start_soon(_cancel_when, stop, tg.cancel_scope)
+                    tg.start_soon(_cancel_when, lost, tg.cancel_scope)
                     if not ready.done():
                         ready.set_result(info)
-                    await stop.wait()
-                    tg.cancel_scope.cancel()
-        except BaseException as exc:
-            self._failure = exc
-            if not fail_ready(ready, exc) and not isinstance(exc, asyncio.CancelledError):
-                _LOGGER.error("servomex session on %s ended: %s", self.port, exc)
-            if isinstance(exc, asyncio.CancelledError):
+                # leaving the stack closes the session: the port is released here
+        except Exception as exc:
+            if not lost.is_set():
                 raise
+            # closing a dead port may fail too; the lost link is what counts
+            _LOGGER.debug("closing the lost session on %s: %s", self.port, exc)
         finally:
             self._session = None
+            self._lost = None
+        if lost.is_set() and not stop.is_set():
+            failure = self._failure
+            if failure is None:
+                failure = ServomexConnectionError("the session ended", context=self.context)
+            raise failure
 
-    async def _pump_broadcast(self, session: AnalyserSession, scope: anyio.CancelScope) -> None:
+    def _selected(self, info: DeviceInfo) -> tuple[ChannelId, ...]:
+        declared = tuple(c.channel for c in self.declared) if self.declared is not None else None
+        return tuple(c.channel for c in select_channels(info, declared))
+
+    def link_lost(self, exc: BaseException) -> ServomexConnectionError:
+        """Report a lost link (from the pump, the poll or an action); returns the error to
+        raise to the caller: the device's, naming the port and saying it reconnects."""
+        error = as_connection_error(exc, self.context)
+        lost = self._lost
+        if lost is not None and not lost.is_set() and not self._stopping:
+            self._failure = self._lost_cause = error
+            self._session = None  # actions fail fast from now on
+            if self.reconnect is not None:
+                self._retry_at = None
+                self._set_link(LinkState.RECONNECTING)
+            self.hub.mark_down()
+            lost.set()
+        if self._link is LinkState.RECONNECTING:
+            return self.unavailable()
+        return error
+
+    async def _pump_broadcast(self, session: AnalyserSession) -> None:
         subscription = session.subscribe()
         try:
             async for frame in subscription:
                 self.hub.publish(frame, dropped_frames=session.dropped_frames)
+        except PORT_ERRORS as exc:
+            self.link_lost(exc)
+            return
         except ServomexError as exc:
-            self._failure = exc
-            _LOGGER.error("broadcast from %s lost: %s", self.port, exc)
+            self.link_lost(ServomexConnectionError(f"the broadcast failed: {exc}"))
+            return
         finally:
             close = getattr(subscription, "close", None)
             if close is not None:
                 close()
-        if self._failure is None:
-            self._failure = ServomexConnectionError("the broadcast ended", context=self.context)
-        scope.cancel()
+        self.link_lost(ServomexConnectionError("the broadcast ended", context=self.context))
 
-    async def _poll_while_subscribed(
-        self, session: AnalyserSession, scope: anyio.CancelScope
-    ) -> None:
-        next_tick = time.monotonic()
+    async def _poll_while_subscribed(self, session: AnalyserSession) -> None:
+        """Poll at ``poll_rate_hz`` on an absolute schedule while anything listens.
+
+        The period is read at every tick, so a new rate applies at once (a long wait is
+        cut short when the rate changes). A poll that ends more than one period late
+        restarts the schedule instead of bursting to catch up.
+        """
+        tick: float | None = None
         while True:
             if not self._demand.is_set():
                 await self._demand.wait()
-                next_tick = time.monotonic()
+                tick = None
+            now = self._clock()
+            if tick is not None:
+                due = tick + self.poll_period
+                if now < due:
+                    self._rate_changed.clear()
+                    await self._pause(due - now, self._rate_changed)
+                    continue
+                tick = due if now - due < self.poll_period else now
+            else:
+                tick = now
             try:
                 frame = await session.poll()
-            except ServomexConnectionError as exc:  # the link is gone: end the session
-                self._failure = exc
+            except PORT_ERRORS as exc:  # the link is gone: end the session
+                self.link_lost(exc)
                 _LOGGER.error("background poll of %s lost the link: %s", self.port, exc)
-                scope.cancel()
                 return
             except ServomexError as exc:
                 _LOGGER.warning("background poll of %s failed: %s", self.port, exc)
             else:
                 self.hub.publish(frame, dropped_frames=session.dropped_frames)
-            next_tick += self.poll_period
-            delay = next_tick - time.monotonic()
-            if delay < 0:  # late: restart the schedule rather than burst to catch up
-                next_tick = time.monotonic()
-                delay = 0.0
-            await asyncio.sleep(delay)
 
     def _on_demand(self, listeners: int) -> None:
         if listeners > 0:
@@ -302,13 +545,27 @@ class ServomexConnector(DeviceConnector):
         else:
             self._demand.clear()
 
+    def _set_link(self, state: LinkState) -> None:
+        self._link = state
+        if self.on_link_change is not None:
+            severity = 0 if state is LinkState.CONNECTED else ALARM_INVALID
+            self.on_link_change(state, severity)
+
     # --- actions (reached through Command backends) ---------------------------------------
+
+    async def _act[T](self, action: Callable[[AnalyserSession], Awaitable[T]]) -> T:
+        """Run an action on the session; a lost link fails fast and starts reconnecting."""
+        session = self.session
+        try:
+            return await action(session)
+        except PORT_ERRORS as exc:
+            raise self.link_lost(exc) from exc
 
     async def refresh(self) -> None:
         """Take one fresh frame for ``trigger()``: a sweep (Modbus) or the next broadcast."""
         session = self.session
         if session.protocol.is_modbus:
-            frame = await session.poll()
+            frame = await self._act(lambda s: s.poll())
             snapshot = self.hub.publish(frame, dropped_frames=session.dropped_frames)
             if snapshot is None:  # a newer frame is already latest: still report ours
                 snapshot = FrameSnapshot(frame, self.hub.sequence, session.dropped_frames)
@@ -328,16 +585,37 @@ class ServomexConnector(DeviceConnector):
 
     async def start_calibration(self, group: int, confirm: bool) -> None:
         """Pulse the group's start coil."""
-        await self.session.start_calibration(group, confirm=confirm)
+        await self._act(lambda s: s.start_calibration(group, confirm=confirm))
 
     async def stop_calibration(self, confirm: bool) -> None:
         """Pulse the stop-all coil."""
-        await self.session.stop_calibration(confirm=confirm)
+        await self._act(lambda s: s.stop_calibration(confirm=confirm))
 
     async def calibration_phase(self, group: int) -> str:
         """The group's phase, as a :class:`CalPhase` value."""
-        state = await self.session.calibration_status(group)
+        state = await self._act(lambda s: s.calibration_status(group))
         return state.phase.value
+
+
+def _text(exc: BaseException) -> str:
+    """An error's message without its context (the device's own error carries that)."""
+    if isinstance(exc, ServomexError):
+        return exc.message
+    return str(exc) or type(exc).__name__
+
+
+async def _cancel_when(event: asyncio.Event, scope: anyio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
+
+
+async def _pause(delay: float, wake: asyncio.Event) -> None:
+    """Wait ``delay`` s, or less if ``wake`` is set meanwhile."""
+    try:
+        async with asyncio.timeout(delay):
+            await wake.wait()
+    except TimeoutError:
+        pass
 
 
 def _add_channels(device: ServomexAnalyser, channels: Sequence[ChannelInfo]) -> None:

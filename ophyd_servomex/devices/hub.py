@@ -10,18 +10,27 @@ care, a broadcast arriving half-way through would give half the fields from one 
 half from the next. :meth:`FrameHub.pinned` fixes one snapshot in a context variable for
 the duration of a read; the tasks that ``asyncio.gather`` creates copy the context, so
 every signal of that read sees the same frame, whatever arrives meanwhile.
+
+**Down.** While the link is lost (or was never made) the hub is *down*:
+:meth:`FrameHub.current` and :meth:`FrameHub.pinned` give nothing (so every read raises
+the connector's :meth:`FrameHub.unavailable` error), waiters in
+:meth:`FrameHub.next_snapshot` fail at once, and listeners get the last frame once more as
+an *invalid* snapshot (``lost_at`` set: alarm severity INVALID, stamped with the moment
+the link was lost). The next published frame after :meth:`FrameHub.mark_up` is valid again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from ..codec.errors import ServomexConnectionError, ServomexError
 from ..codec.models import Frame
 
 __all__ = ["FrameHub", "FrameListener", "FrameSnapshot"]
@@ -35,17 +44,25 @@ class FrameSnapshot:
 
     ``sequence`` grows by one per published frame (starting at 1), so a waiter can ask for
     "anything newer than the one I saw". ``dropped_frames`` is the driver's count of bad
-    or lost frames at the moment this frame was published.
+    or lost frames at the moment this frame was published. ``lost_at`` is set on the
+    invalid copy of the last frame that listeners get when the link is lost.
     """
 
     frame: Frame
     sequence: int
     dropped_frames: int = 0
+    lost_at: float | None = None
 
     @property
     def timestamp(self) -> float:
-        """The frame's host timestamp (``time.time()`` at receipt / end of sweep)."""
-        return self.frame.timestamp
+        """The frame's host timestamp (``time.time()`` at receipt / end of sweep), or the
+        moment the link was lost for an invalid snapshot."""
+        return self.lost_at if self.lost_at is not None else self.frame.timestamp
+
+    @property
+    def valid(self) -> bool:
+        """False for the invalid snapshot published when the link is lost."""
+        return self.lost_at is None
 
 
 FrameListener = Callable[[FrameSnapshot], None]
@@ -63,17 +80,29 @@ class FrameHub:
 
     ``on_demand`` (optional) is called with the new listener count whenever a listener is
     added or removed; the connector uses it to run a background Modbus poll only while
-    something is subscribed.
+    something is subscribed. ``unavailable`` (optional) builds the error a read raises
+    while the hub is down or has no frame yet; the connector's names the device, the port
+    and what the link is doing. ``up=False`` starts the hub down (a device that has not
+    connected yet).
     """
 
-    def __init__(self, *, on_demand: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        on_demand: Callable[[int], None] | None = None,
+        unavailable: Callable[[], ServomexError] | None = None,
+        up: bool = True,
+    ) -> None:
         self._latest: FrameSnapshot | None = None
+        self._invalid: FrameSnapshot | None = None
+        self._down = not up
         self._triggered: FrameSnapshot | None = None
         self._listeners: dict[int, FrameListener] = {}
         self._next_key = 0
         self._sequence = 0
         self._changed: asyncio.Event | None = None
         self.on_demand = on_demand
+        self._unavailable = unavailable
 
     # --- state ------------------------------------------------------------------------
 
@@ -97,14 +126,60 @@ class FrameHub:
         """Live listeners (signal subscriptions and device monitors)."""
         return len(self._listeners)
 
+    @property
+    def down(self) -> bool:
+        """True before the first :meth:`mark_up` and after :meth:`mark_down`."""
+        return self._down
+
+    def unavailable(self) -> ServomexError:
+        """The error a read raises while there is nothing valid to read."""
+        if self._unavailable is not None:
+            return self._unavailable()
+        return ServomexConnectionError("not connected")
+
     def current(self) -> FrameSnapshot | None:
-        """What a signal reads now: the pinned snapshot in this context, else the latest."""
+        """What a signal reads now: the pinned snapshot in this context, else the latest
+        (``None`` while the hub is down and nothing is pinned)."""
         pinned = _PINNED.get().get(id(self))
-        return pinned if pinned is not None else self._latest
+        if pinned is not None:
+            return pinned
+        return None if self._down else self._latest
+
+    def describe_snapshot(self) -> FrameSnapshot | None:
+        """The snapshot ``describe()`` takes data types from: current, else the last one."""
+        return self.current() or self._latest
 
     def read_snapshot(self) -> FrameSnapshot | None:
-        """What a device ``read()`` reports: the triggered snapshot if any, else the latest."""
+        """What a device ``read()`` reports: the triggered snapshot if any, else the latest
+        (``None`` while the hub is down)."""
+        if self._down:
+            return None
         return self._triggered if self._triggered is not None else self._latest
+
+    # --- the link -----------------------------------------------------------------------
+
+    def mark_up(self) -> None:
+        """The link is (back) up: frames published from now on are read again."""
+        self._down = False
+        self._invalid = None
+        self._triggered = None
+
+    def mark_down(self) -> FrameSnapshot | None:
+        """The link is lost (or closed): reads raise :meth:`unavailable`, waiters fail.
+
+        Listeners get the last frame once more as an invalid snapshot (``lost_at`` now),
+        which is returned; nothing happens when the hub is already down.
+        """
+        if self._down:
+            return None
+        self._down = True
+        self._triggered = None
+        latest = self._latest
+        if latest is not None:
+            self._invalid = replace(latest, lost_at=time.time())
+            self._notify(self._invalid)
+        self._wake()
+        return self._invalid
 
     # --- publishing ---------------------------------------------------------------------
 
@@ -123,6 +198,11 @@ class FrameHub:
         self._sequence += 1
         snapshot = FrameSnapshot(frame, self._sequence, dropped_frames)
         self._latest = snapshot
+        self._notify(snapshot)
+        self._wake()
+        return snapshot
+
+    def _notify(self, snapshot: FrameSnapshot) -> None:
         for key, listener in tuple(self._listeners.items()):
             if key not in self._listeners:
                 continue
@@ -130,10 +210,11 @@ class FrameHub:
                 listener(snapshot)
             except Exception:  # one bad subscriber must not starve the others
                 _LOGGER.exception("frame listener %r failed", listener)
+
+    def _wake(self) -> None:
         changed, self._changed = self._changed, None
         if changed is not None:
             changed.set()
-        return snapshot
 
     def set_triggered(self, snapshot: FrameSnapshot | None) -> None:
         """Remember the snapshot a ``trigger()`` produced, for the next ``read()``."""
@@ -144,8 +225,14 @@ class FrameHub:
         self._triggered = None
 
     async def next_snapshot(self, after: int) -> FrameSnapshot:
-        """Wait for a snapshot whose sequence is greater than ``after``."""
+        """Wait for a snapshot whose sequence is greater than ``after``.
+
+        Raises :meth:`unavailable` at once while the hub is down (also when it goes down
+        during the wait), so a trigger never waits out its timeout on a dead link.
+        """
         while True:
+            if self._down:
+                raise self.unavailable()
             latest = self._latest
             if latest is not None and latest.sequence > after:
                 return latest
@@ -158,15 +245,17 @@ class FrameHub:
     def add_listener(self, listener: FrameListener, *, deliver_current: bool = True) -> int:
         """Call ``listener`` for every published snapshot; returns a key for removal.
 
-        With ``deliver_current`` the latest snapshot (if any) is delivered at once, as
-        ophyd-async expects of ``SignalBackend.set_callback``.
+        With ``deliver_current`` the latest snapshot (if any; the invalid one while the
+        link is lost) is delivered at once, as ophyd-async expects of
+        ``SignalBackend.set_callback``.
         """
         key = self._next_key
         self._next_key += 1
         self._listeners[key] = listener
         self._demand_changed()
-        if deliver_current and self._latest is not None:
-            listener(self._latest)
+        current = self._invalid if self._down else self._latest
+        if deliver_current and current is not None:
+            listener(current)
         return key
 
     def remove_listener(self, key: int) -> None:
@@ -188,7 +277,8 @@ class FrameHub:
     def pinned(self, snapshot: FrameSnapshot | None = None) -> Iterator[FrameSnapshot | None]:
         """Fix one snapshot for every read in this context (re-entrant: an outer pin wins).
 
-        ``snapshot`` defaults to :meth:`read_snapshot`. With no frame yet, nothing is pinned.
+        ``snapshot`` defaults to :meth:`read_snapshot`. With no frame yet, or while the
+        hub is down, nothing is pinned (and reads raise :meth:`unavailable`).
         """
         pins = _PINNED.get()
         existing = pins.get(id(self))

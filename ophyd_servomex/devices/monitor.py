@@ -6,6 +6,10 @@ broadcast frame (or per background Modbus poll), every field with that frame's t
 The dict is rendered synchronously from the frame's snapshot, so nothing can come between
 the frame arriving and its event.
 
+When the link is lost no event is made up: the invalid copy of the last frame that the
+hub re-sends (so signal subscribers see severity INVALID) is not a new frame, and the
+device subscription skips it; events resume with the first frame after the reconnect.
+
 In mock mode there are no frames: each read signal is subscribed instead, and the whole
 dict is delivered again whenever any mock value changes.
 """
@@ -67,7 +71,7 @@ class DeviceMonitor:
             self._subscribe_mock(function)
         else:
             self._real[function] = self._hub.add_listener(
-                lambda snapshot: function(self.render(snapshot))
+                lambda snapshot: function(self.render(snapshot)) if snapshot.valid else None
             )
 
     def clear_sub(self, function: Callback[Readings]) -> None:

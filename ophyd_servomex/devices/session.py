@@ -88,13 +88,17 @@ def device_session_factory(
     expected_period: float,
     inter_frame_idle: float | None = None,
 ) -> SessionFactory:
-    """A factory opening a stand-alone session with the driver's ``open_device``."""
+    """A factory opening a stand-alone session: a new driver ``Analyzer`` each time.
+
+    Each call opens the port afresh, so after a lost link the connector's reconnect
+    attempts find a USB adapter that came back under the same path.
+    """
 
     @asynccontextmanager
     async def open_session() -> AsyncIterator[AnalyserSession]:
-        from ..driver import DEFAULT_INTER_FRAME_IDLE, open_device
+        from ..driver import DEFAULT_INTER_FRAME_IDLE, Analyzer
 
-        async with open_device(
+        async with Analyzer(
             port,
             protocol=protocol,
             address=address,

@@ -1,9 +1,15 @@
-"""The connector against a scripted session: channel discovery, reconnects, lost links,
-triggers, background polling on demand and the calibration actions."""
+"""The connector against a scripted session: channel discovery, reconnects, lost links
+(release, INVALID, back-off, reconnect by itself), triggers, background polling on demand
+at a settable rate, "not connected", and the calibration actions."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import itertools
+import math
+import re
+import termios
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +22,7 @@ from ophyd_servomex.codec.errors import (
     ServomexConfigurationError,
     ServomexConnectionError,
     ServomexTimeoutError,
+    ServomexValidationError,
 )
 from ophyd_servomex.codec.models import (
     CalPhase,
@@ -25,12 +32,19 @@ from ophyd_servomex.codec.models import (
     ProtocolKind,
     Unit,
 )
-from ophyd_servomex.devices import ServomexAnalyser, select_channels
+from ophyd_servomex.devices import (
+    LinkState,
+    ReconnectPolicy,
+    ServomexAnalyser,
+    select_channels,
+)
+from ophyd_servomex.devices.link import ALARM_INVALID
 
 pytestmark = pytest.mark.anyio
 
 RTU = ProtocolKind.MODBUS_RTU
 CONTINUOUS = ProtocolKind.CONTINUOUS_ASCII
+FAST = ReconnectPolicy(initial=0.02, factor=2.0, maximum=0.1)
 
 
 async def connected(session: FakeSession, **options: Any) -> ServomexAnalyser:
@@ -196,20 +210,213 @@ async def test_continuous_trigger_times_out_clearly_when_the_broadcast_stops() -
         await analyser.disconnect()
 
 
-async def test_a_lost_broadcast_link_ends_the_session_and_names_the_cause() -> None:
+async def test_a_lost_broadcast_link_releases_the_port_marks_invalid_and_reconnects() -> None:
     session = FakeSession(CONTINUOUS)
-    analyser = await connected(session)
+    analyser = await connected(session, reconnect=FAST)
     try:
         await until(lambda: session.subscriptions)
+        last = session.broadcast()
+        await until(lambda: analyser.hub_sequence == 2)
+        values: list[dict[str, Any]] = []
+        states: list[dict[str, Any]] = []
+        device: list[dict[str, Any]] = []
+        analyser.i1.value.subscribe(values.append)
+        analyser.link_state.subscribe(states.append)
+        analyser.subscribe(device.append)
+        session.fail_open = ServomexConnectionError("cannot open fake://port: gone")
         session.lose_link()
-        await until(lambda: not analyser.connected)
-        assert session.closed == 1
-        with pytest.raises(ServomexConnectionError, match="cable pulled"):
+        await until(lambda: session.closed == 1)  # the port is released at once
+        assert not analyser.connected
+        assert analyser.link is LinkState.RECONNECTING
+        # subscribers see the last value once more, INVALID, stamped when the link went
+        assert [v["gas-i1-value"]["value"] for v in values] == [last.channel("I1").value] * 2
+        assert [v["gas-i1-value"]["alarm_severity"] for v in values] == [0, ALARM_INVALID]
+        assert values[1]["gas-i1-value"]["timestamp"] > last.timestamp
+        assert states[-1]["gas-link_state"] == {
+            "value": LinkState.RECONNECTING,
+            "timestamp": states[-1]["gas-link_state"]["timestamp"],
+            "alarm_severity": ALARM_INVALID,
+        }
+        assert len(device) == 1  # no event is made up for the device monitor
+        # reads and actions fail fast with the typed error naming port, cause and recovery
+        for call in (analyser.read, analyser.trigger, analyser.i2.value.get_value):
+            with pytest.raises(ServomexConnectionError) as caught:
+                await call()
+            message = str(caught.value)
+            assert message.startswith("gas: the link to fake://port is lost (cable pulled")
+            assert "reconnecting by itself" in message
+        # the port comes back: the device reopens it by itself
+        session.fail_open = None
+        await until(lambda: analyser.connected)
+        assert analyser.link is LinkState.CONNECTED
+        assert (session.opened, session.closed) == (2, 1)
+        assert states[-1]["gas-link_state"]["value"] is LinkState.CONNECTED
+        assert states[-1]["gas-link_state"]["alarm_severity"] == 0
+        assert values[-1]["gas-i1-value"]["alarm_severity"] == 0
+        await until(lambda: session.subscriptions)
+        trigger = asyncio.ensure_future(analyser.trigger())
+        await asyncio.sleep(0.01)
+        fresh = session.broadcast()
+        await trigger
+        assert (await analyser.read())["gas-i1-value"]["value"] == fresh.channel("I1").value
+        assert device[-1]["gas-i1-value"]["value"] == fresh.channel("I1").value
+    finally:
+        await analyser.disconnect()
+    assert analyser.link is LinkState.DISCONNECTED
+    assert session.opened == session.closed
+
+
+async def test_a_trigger_waiting_for_a_broadcast_fails_at_once_when_the_link_goes() -> None:
+    session = FakeSession(CONTINUOUS)
+    analyser = await connected(session, expected_period=2.0, reconnect=None)
+    try:
+        await until(lambda: session.subscriptions)
+        trigger = asyncio.ensure_future(analyser.trigger())
+        await asyncio.sleep(0.01)
+        session.lose_link()
+        # not the ServomexTimeoutError after three periods (6 s): the lost link itself
+        async with asyncio.timeout(2.0):
+            with pytest.raises(ServomexConnectionError, match="cable pulled"):
+                await trigger
+        await until(lambda: session.closed == 1)
+        assert analyser.link is LinkState.DISCONNECTED  # reconnect=None: stays down
+        with pytest.raises(ServomexConnectionError, match="is not connected: cable pulled"):
             await analyser.trigger()
-        await analyser.connect(force_reconnect=True)  # a reconnect recovers
+        await analyser.connect(force_reconnect=True)  # the manual way still works
         assert analyser.connected
     finally:
         await analyser.disconnect()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.EIO, "Input/output error"),
+        termios.error(errno.EIO, "Input/output error"),
+        ServomexConnectionError("link lost on fake://port: the peer closed the connection"),
+    ],
+    ids=["OSError", "termios.error", "ServomexConnectionError"],
+)
+async def test_a_port_error_in_a_trigger_releases_the_port_and_reconnects(
+    error: Exception,
+) -> None:
+    session = FakeSession(RTU)
+    analyser = await connected(session, reconnect=FAST)
+    original = session.poll
+    broken = True
+
+    async def poll(*, wait_fresh: bool = True) -> Any:
+        if broken:
+            raise error
+        return await original(wait_fresh=wait_fresh)
+
+    session.poll = poll  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ServomexConnectionError) as caught:
+            await analyser.trigger()
+        assert str(caught.value).startswith("gas: the link to fake://port is lost")
+        assert "reconnecting by itself" in str(caught.value)
+        await until(lambda: session.closed == 1)
+        assert analyser.link is LinkState.RECONNECTING
+        with pytest.raises(ServomexConnectionError, match="reconnecting"):
+            await analyser.trigger()
+        broken = False
+        await until(lambda: analyser.connected)
+        await analyser.trigger()
+        assert (await analyser.read())["gas-i1-value"]["value"] == session.value
+    finally:
+        await analyser.disconnect()
+
+
+async def test_reconnect_attempts_follow_the_back_off_schedule() -> None:
+    assert ReconnectPolicy().schedule(7) == (0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0)
+    assert ReconnectPolicy(0.1, 3.0, 1.0).schedule(4) == pytest.approx((0.1, 0.3, 0.9, 1.0))
+    with pytest.raises(ServomexConfigurationError):
+        ReconnectPolicy(initial=2.0, maximum=1.0)
+    session = FakeSession(CONTINUOUS)
+    analyser = await connected(session)
+    waits: list[float] = []
+    messages: list[str] = []
+
+    async def pause(delay: float, wake: asyncio.Event) -> None:
+        waits.append(delay)
+        with pytest.raises(ServomexConnectionError) as caught:
+            await analyser.read()
+        messages.append(str(caught.value))
+        if len(waits) == 6:
+            session.fail_open = None  # the adapter is back
+        await asyncio.sleep(0)
+
+    analyser._connector._pause = pause
+    try:
+        await until(lambda: session.subscriptions)
+        session.fail_open = ServomexConnectionError("cannot open fake://port: no such device")
+        session.lose_link()
+        await until(lambda: not analyser.connected)
+        await until(lambda: analyser.connected)
+        assert waits == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+        assert re.fullmatch(
+            r"gas: the link to fake://port is lost \(cable pulled\); reconnecting by itself: "
+            r"attempt 1 in 0\.\d s\. The next plan works once it is back \(link_state shows "
+            r"'connected'\) \(port=fake://port, protocol=continuous\)",
+            messages[0],
+        )
+        pattern = (
+            r"gas: the link to fake://port is lost \(cable pulled\); reconnecting by itself: "
+            r"attempt (\d) in [\d.]+ s \(the last attempt: cannot open fake://port: no such "
+            r"device\)\. The next plan"
+        )
+        attempts = [re.match(pattern, m) for m in messages[1:]]
+        assert [m.group(1) if m else m for m in attempts] == ["2", "3", "4", "5", "6"]
+        assert (session.opened, session.closed) == (2, 1)
+        assert analyser._connector.reconnect_attempts == 0
+    finally:
+        await analyser.disconnect()
+
+
+async def test_a_reconnect_that_finds_other_channels_gives_up_and_says_so() -> None:
+    session = FakeSession(CONTINUOUS)
+    analyser = await connected(session, reconnect=FAST)
+    try:
+        await until(lambda: session.subscriptions)
+        session.channels = BENCH[:2]
+        session.lose_link()
+        await until(lambda: session.opened == 2 and session.closed == 2)
+        await until(lambda: analyser.link is LinkState.DISCONNECTED)
+        await asyncio.sleep(0.3)
+        assert session.opened == 2  # no more attempts
+        with pytest.raises(ServomexConnectionError, match="create a new device"):
+            await analyser.trigger()
+    finally:
+        await analyser.disconnect()
+
+
+async def test_reading_a_device_that_never_connected_says_not_connected() -> None:
+    analyser = ServomexAnalyser("/dev/ttyUSB9", protocol=RTU, address=30, name="gas")
+    with pytest.raises(ServomexConnectionError) as caught:
+        await analyser.read()
+    assert str(caught.value) == (
+        "gas on /dev/ttyUSB9 is not connected; connect it first (init_devices(), or "
+        "await device.connect()) (port=/dev/ttyUSB9, protocol=modbus-rtu, address=30)"
+    )
+    with pytest.raises(ServomexConnectionError, match=r"^gas on /dev/ttyUSB9 is not connected"):
+        await analyser.cal_group1.get_value()
+    with pytest.raises(ServomexConnectionError, match=r"^gas on /dev/ttyUSB9 is not connected"):
+        await analyser.trigger()
+    state = await analyser.link_state.read()
+    assert state["gas-link_state"]["value"] is LinkState.DISCONNECTED
+    assert state["gas-link_state"]["alarm_severity"] == ALARM_INVALID
+    assert "gas-fault" in await analyser.describe()  # describing needs no connection
+
+
+async def test_reading_after_disconnect_says_so() -> None:
+    session = FakeSession(RTU)
+    analyser = await connected(session)
+    await analyser.disconnect()
+    with pytest.raises(
+        ServomexConnectionError, match=r"^gas on fake://port is not connected \(it was disc"
+    ):
+        await analyser.read()
 
 
 async def test_every_broadcast_reaches_device_and_signal_monitors() -> None:
@@ -268,11 +475,9 @@ async def test_calibration_actions_reach_the_session() -> None:
     session.phases = [CalPhase.IDLE, CalPhase.CAL_GAS_2, CalPhase.CAL_GAS_1, CalPhase.IDLE]
     analyser = await connected(session, calibration_poll_period=0.001)
     try:
-        updates: list[dict[str, Any]] = []
         status = analyser.calibrate(3, confirm=True)
-        status.watch(lambda **kw: updates.append(kw))
         await status
-        assert [u["unit"] for u in updates] == ["sampling", "cal_gas_2", "cal_gas_1", "done"]
+        assert status.success  # its progress reports: tests/devices/test_device_calibration.py
         actions = [c for c in session.calls if c[0] != "poll"]
         assert actions[1:] == [
             ("start_calibration", (3, True)),
@@ -287,22 +492,77 @@ async def test_calibration_actions_reach_the_session() -> None:
 
 async def test_a_lost_modbus_link_during_background_polling_ends_the_session() -> None:
     session = FakeSession(RTU)
-    analyser = await connected(session, poll_rate_hz=100.0)
+    analyser = await connected(session, poll_rate_hz=100.0, reconnect=FAST)
     original = session.poll
+    pulled = True
 
-    async def pulled(*, wait_fresh: bool = True) -> Any:
-        if len(session.calls) > 3:
+    async def poll(*, wait_fresh: bool = True) -> Any:
+        if pulled and len(session.calls) > 3:
             raise ServomexConnectionError("cable pulled")
         return await original(wait_fresh=wait_fresh)
 
-    session.poll = pulled  # type: ignore[method-assign]
+    session.poll = poll  # type: ignore[method-assign]
     try:
         got: list[dict[str, Any]] = []
         analyser.i1.value.subscribe(got.append)
-        await until(lambda: not analyser.connected)
-        assert session.closed == 1
+        await until(lambda: session.closed == 1)
+        assert got[-1]["gas-i1-value"]["alarm_severity"] == ALARM_INVALID
         with pytest.raises(ServomexConnectionError, match="cable pulled"):
             await analyser.trigger()
+        pulled = False
+        # back: the background poll resumes for the subscriber that is still there
+        count = len(got)
+        await until(lambda: len(got) >= count + 3)
+        assert all(g["gas-i1-value"]["alarm_severity"] == 0 for g in got[count:])
         analyser.i1.value.clear_sub(got.append)
+    finally:
+        await analyser.disconnect()
+
+
+async def test_the_poll_rate_is_a_setting_the_running_background_poll_follows() -> None:
+    session = FakeSession(RTU)
+    analyser = await connected(session, poll_rate_hz=2.0)
+    connector = analyser._connector
+    now = 1000.0
+    polled_at: list[float] = []
+    original = session.poll
+
+    def clock() -> float:
+        return now
+
+    async def pause(delay: float, wake: asyncio.Event) -> None:
+        nonlocal now
+        now += delay  # a fake clock: the schedule is exact, whatever the machine's load
+        await asyncio.sleep(0.001)
+
+    async def poll(*, wait_fresh: bool = True) -> Any:
+        polled_at.append(now)
+        return await original(wait_fresh=wait_fresh)
+
+    connector._clock = clock
+    connector._pause = pause
+    session.poll = poll  # type: ignore[method-assign]
+    try:
+        assert await analyser.poll_rate_hz.get_value() == 2.0
+        got: list[dict[str, Any]] = []
+        analyser.i1.value.subscribe(got.append)
+        await until(lambda: len(polled_at) >= 4)
+        await analyser.poll_rate_hz.set(5.0)
+        switched = len(polled_at)
+        await until(lambda: len(polled_at) >= switched + 5)
+        analyser.i1.value.clear_sub(got.append)
+        gaps = [round(b - a, 9) for a, b in itertools.pairwise(polled_at)]
+        assert gaps[: switched - 1] == [0.5] * (switched - 1)
+        assert gaps[switched:] == [0.2] * len(gaps[switched:])  # one gap may still be 0.5
+        assert gaps[switched - 1] in (0.5, 0.2)
+        assert connector.poll_period == 0.2
+        reading = await analyser.poll_rate_hz.read()
+        assert reading["gas-poll_rate_hz"]["value"] == 5.0
+        assert (await analyser.poll_rate_hz.describe())["gas-poll_rate_hz"]["units"] == "Hz"
+        for bad in (0.0, -1.0, math.nan, math.inf):
+            with pytest.raises(ServomexValidationError, match="poll_rate_hz must be"):
+                await analyser.poll_rate_hz.set(bad)
+        assert await analyser.poll_rate_hz.get_value() == 5.0
+        assert connector.poll_rate_hz == 5.0
     finally:
         await analyser.disconnect()
