@@ -65,7 +65,7 @@ def describe_update(
         parts.append(f"{value} {unit}" if unit else value)
     if isinstance(fraction, int | float):
         parts.append(f"{fraction:.0%}")
-    if time_remaining is not None and time_remaining > 0:
+    if time_remaining is not None and time_remaining >= 0.05:  # "~0.0 s left" says nothing
         parts.append(f"~{time_remaining:.1f} s left")
     if time_elapsed is not None:
         parts.append(f"total {time_elapsed:.1f} s")
