@@ -22,8 +22,11 @@ both read 7 and both write 8. :func:`use_shared_metadata` closes the gap:
 Other keys are plain ``RedisJSONDict`` entries (read and written through on every access),
 except ``versions``, which stays per process: each RunEngine records its own software.
 
->>> from ophyd_servomex.catalog.shared_md import use_shared_metadata
->>> use_shared_metadata(RE, "redis://127.0.0.1:6379/0", prefix="smx-md-")
+>>> from ophyd_servomex.catalog.shared_md import subscribe_shared
+>>> subscribe_shared(RE, catalog, "redis://127.0.0.1:6379/0", prefix="smx-md-")
+
+or, by hand and in this order, ``subscribe_writer(RE, catalog)`` then
+``use_shared_metadata(RE, "redis://…", prefix, catalog=catalog)``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = [
     "REDIS_PREFIX_ENV",
     "SharedMetadata",
     "redis_client",
+    "subscribe_shared",
     "use_shared_metadata",
 ]
 
@@ -262,7 +266,9 @@ def use_shared_metadata(
     is raised to the catalog's highest scan id (atomically, so processes starting together
     cannot lower each other's numbers).
 
-    Sets ``RE.md`` and ``RE.scan_id_source``; returns the :class:`SharedMetadata`.
+    Sets ``RE.md`` and ``RE.scan_id_source``; returns the :class:`SharedMetadata`. Call it
+    *after* ``subscribe_writer`` (or use :func:`subscribe_shared`): it replaces the scan-id
+    source that ``subscribe_writer`` installs.
     """
     source = redis_url if redis_url is not None else os.environ.get(REDIS_ENV) or None
     if source is None:
@@ -284,5 +290,29 @@ def use_shared_metadata(
 
         shared.raise_scan_id(latest_scan_id(catalog))
     RE.md = shared
+    # The one source of scan ids. It replaces a catalog's own source installed by
+    # subscribe_writer (max(next, catalog's highest + 1, ...)): mixing the two lets a process
+    # jump past the counter to a number another process is about to take from it.
     RE.scan_id_source = shared.next_scan_id
     return shared
+
+
+def subscribe_shared(
+    RE: Any,  # the Bluesky name for a RunEngine
+    catalog: Any,
+    redis_url: str | redis.Redis | None = None,
+    prefix: str | None = None,
+    **writer_options: Any,
+) -> tuple[Any, SharedMetadata]:
+    """:func:`~ophyd_servomex.catalog.writer.subscribe_writer`, then :func:`use_shared_metadata`.
+
+    The order matters: the shared counter must be the RunEngine's ``scan_id_source`` last,
+    seeded from the catalog. ``writer_options`` go to ``subscribe_writer``. Returns the
+    :class:`~ophyd_servomex.catalog.writer.CatalogSubscription` and the
+    :class:`SharedMetadata`.
+    """
+    from .writer import subscribe_writer
+
+    subscription = subscribe_writer(RE, catalog, **writer_options)
+    shared = use_shared_metadata(RE, redis_url, prefix, catalog=catalog)
+    return subscription, shared

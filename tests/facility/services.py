@@ -378,21 +378,21 @@ def _writer(catalog_uri: str, redis_url: str, prefix: str, runs: int) -> None:
     from ophyd_async.core import init_devices
 
     from ophyd_servomex import ServomexAnalyser
-    from ophyd_servomex.catalog import open_catalog, subscribe_writer
-    from ophyd_servomex.catalog.shared_md import use_shared_metadata
+    from ophyd_servomex.catalog import open_catalog
+    from ophyd_servomex.catalog.shared_md import subscribe_shared
 
     catalog = open_catalog(catalog_uri)
     RE = RunEngine({})
-    use_shared_metadata(RE, redis_url, prefix, catalog=catalog)
-    subscribe_writer(RE, catalog, backup_directory=os.environ["WRITER_BACKUP"])
+    subscribe_shared(RE, catalog, redis_url, prefix, backup_directory=os.environ["WRITER_BACKUP"])
+    starts: list[dict[str, Any]] = []
+    RE.subscribe(lambda name, doc: starts.append(doc) if name == "start" else None)
     with init_devices(mock=True):
         analyser = ServomexAnalyser("mock", name="analyser")
     print("READY", flush=True)
     sys.stdin.readline()  # all writers start together
-    results = []
     for index in range(runs):
-        (uid,) = RE(count([analyser], num=5), writer_pid=os.getpid(), index=index)
-        results.append({"uid": uid, "scan_id": RE.md["scan_id"]})
+        RE(count([analyser], num=5), writer_pid=os.getpid(), index=index)
+    results = [{"uid": doc["uid"], "scan_id": doc["scan_id"]} for doc in starts]
     print("DONE", json.dumps(results), flush=True)
 
 
