@@ -20,7 +20,7 @@ import anyio
 from anymodbus import BusConfig, RetryPolicy, TimingConfig, open_modbus_rtu
 
 from ophyd_servomex.codec.models import ProtocolKind, SerialSettings
-from ophyd_servomex.driver import open_device
+from ophyd_servomex.driver import Analyzer
 from ophyd_servomex.sim import SimConfig, serve_pty
 
 from ._harness import Result
@@ -50,7 +50,7 @@ async def _measure(rounds: int, polls: int) -> dict[str, float]:
     async with (
         serve_pty(_config()) as sim_a,
         serve_pty(_config()) as sim_b,
-        open_device(
+        Analyzer(
             sim_a.port, protocol=ProtocolKind.MODBUS_RTU, address=ADDRESS, identify=False
         ) as analyser,
     ):

@@ -99,7 +99,7 @@ def analyser_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "protocol": ProtocolKind(args.protocol),
         "address": args.address,
-        "serial_settings": SerialSettings(baudrate=args.baud),
+        "serial_settings": SerialSettings(args.port or "", baudrate=args.baud),
         "expected_period": args.period,
     }
 

@@ -1,7 +1,10 @@
 """ophyd_servomex: Servomex SERVOPRO 4000-series gas analysers for Bluesky and ophyd-async.
 
-The names most users need are importable from here. Heavy layers (ophyd-async devices)
-are imported on first use, so ``import ophyd_servomex`` stays fast.
+The driver's public API (the reference driver's page: ``open_device``, ``Analyzer``,
+``Frame``, ``Sample``, ``record``, ``ServomexManager``, the error hierarchy …) is
+importable from here, so ``import ophyd_servomex as servomexlib`` runs code written for it.
+Heavy layers (the driver, ophyd-async devices, the catalog) are imported on first use, so
+``import ophyd_servomex`` stays fast.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "Analyzer": ".driver",
     "open_device": ".driver",
+    "open_continuous": ".driver",
     "StreamingSession": ".driver",
     "ContinuousClient": ".driver",
     "ModbusClient": ".driver",
@@ -27,6 +31,9 @@ _LAZY: dict[str, str] = {
     "Subscription": ".driver",
     "ProtocolDetectionError": ".driver",
     "ServomexManager": ".driver",
+    "FakeTransport": ".transport",
+    "Transport": ".transport",
+    "ByteStreamTransport": ".transport",
     "ErrorPolicy": ".driver",
     "DeviceResult": ".driver",
     "record": ".driver",

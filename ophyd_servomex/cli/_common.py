@@ -17,24 +17,20 @@ import statistics
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from ..codec.errors import ServomexError, ServomexValidationError
-from ..codec.models import ChannelStatus, Frame, ProtocolKind, Reading, Sample, SerialSettings, Unit
+from ..codec.models import ChannelStatus, Frame, ProtocolKind, Reading, SerialSettings, Unit
 
 if TYPE_CHECKING:
     from ..driver import Analyzer, ServomexManager
 
 __all__ = [
-    "CSV_COLUMNS",
     "PROTOCOLS",
     "Timing",
     "add_connection_options",
-    "csv_rows",
     "flags_text",
     "format_frame_table",
-    "format_sample_line",
     "frame_to_dict",
     "open_analyzer",
     "open_manager",
@@ -42,7 +38,6 @@ __all__ = [
     "protocol_choices",
     "protocol_type",
     "run_command",
-    "sample_to_dict",
     "serial_settings",
     "timing",
     "until_interrupted",
@@ -198,7 +193,7 @@ def add_connection_options(
 
 def serial_settings(args: argparse.Namespace) -> SerialSettings:
     """The serial settings from ``--baud`` (8-N-1)."""
-    return SerialSettings(baudrate=args.baud)
+    return SerialSettings(getattr(args, "port", "") or "", baudrate=args.baud)
 
 
 def open_analyzer(
@@ -209,13 +204,17 @@ def open_analyzer(
     protocol: ProtocolKind | str | None = None,
     identify: bool = True,
 ) -> Analyzer:
-    """An :class:`Analyzer` for the parsed options (enter it with ``async with``)."""
-    from ..driver import open_device
+    """An :class:`Analyzer` for the parsed options (enter it with ``async with``).
+
+    The CLI builds the :class:`Analyzer` itself rather than through ``open_device``: it
+    also passes the tuning options (frame period, Modbus idle gap) the commands expose.
+    """
+    from ..driver import Analyzer
 
     chosen = args.address if address is None else address
     if isinstance(chosen, tuple):
         chosen = chosen[0]
-    return open_device(
+    return Analyzer(
         args.port if port is None else port,
         protocol=args.protocol if protocol is None else protocol,
         address=chosen,
@@ -376,30 +375,6 @@ def format_frame_table(frame: Frame) -> str:
     return "\n".join(lines)
 
 
-def _clock(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%H:%M:%S.%f")[:-3]
-
-
-def format_sample_line(sample: Sample) -> str:
-    """One line per sample: time, name, then ``I1=20.378%`` … or the error."""
-    head = f"{_clock(sample.timestamp)} {sample.name}"
-    frame = sample.frame
-    if frame is None:
-        error = sample.error
-        message = error.message if isinstance(error, ServomexError) else str(error)
-        return f"{head} error: {type(error).__name__}: {message}"
-    parts = []
-    for reading in frame.readings:
-        text = f"{reading.channel.value}={value_text(reading)}{reading.unit_text}"
-        flags = flags_text(reading.status)
-        parts.append(text if flags == "ok" else f"{text}[{flags.replace(' ', ',')}]")
-    return f"{head} {' '.join(parts)}"
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()
-
-
 def frame_to_dict(frame: Frame) -> dict[str, Any]:
     """A JSON-ready rendering of a frame (full float precision)."""
     return {
@@ -422,67 +397,6 @@ def frame_to_dict(frame: Frame) -> dict[str, Any]:
             for r in frame.readings
         },
     }
-
-
-def sample_to_dict(sample: Sample) -> dict[str, Any]:
-    """A JSON-ready rendering of a sample: the frame, or the error."""
-    out: dict[str, Any] = {
-        "time": sample.timestamp,
-        "iso_time": _iso(sample.timestamp),
-        "name": sample.name,
-    }
-    if sample.frame is not None:
-        frame = frame_to_dict(sample.frame)
-        out.update(protocol=frame["protocol"], address=frame["address"])
-        out.update(analyser=frame["analyser"], channels=frame["channels"], error=None)
-    else:
-        error = sample.error
-        out["error"] = f"{type(error).__name__}: {error}"
-    return out
-
-
-CSV_COLUMNS = (
-    "time",
-    "iso_time",
-    "name",
-    "protocol",
-    "address",
-    "channel",
-    "label",
-    "value",
-    "unit",
-    "ok",
-    "flags",
-    "error",
-)
-"""The tidy CSV layout: one row per channel of each sample (one row per error sample)."""
-
-
-def csv_rows(sample: Sample) -> list[list[object]]:
-    """The CSV rows of one sample (see :data:`CSV_COLUMNS`)."""
-    head: list[object] = [repr(sample.timestamp), _iso(sample.timestamp), sample.name]
-    frame = sample.frame
-    if frame is None:
-        error = sample.error
-        return [[*head, "", "", "", "", "", "", "", "", f"{type(error).__name__}: {error}"]]
-    rows: list[list[object]] = []
-    for r in frame.readings:
-        flags = flags_text(r.status)
-        rows.append(
-            [
-                *head,
-                frame.protocol.value,
-                "" if frame.address is None else frame.address,
-                r.channel.value,
-                "" if r.name is None else r.name,
-                "" if r.value is None else repr(r.value),
-                r.unit_text,
-                "1" if r.status.ok else "0",
-                "" if flags == "ok" else flags,
-                "",
-            ]
-        )
-    return rows
 
 
 # --- timing statistics --------------------------------------------------------------------

@@ -9,9 +9,11 @@ Two ways to take samples:
   produces — each broadcast in continuous mode, each poll at ``--rate`` in Modbus mode.
 
 ``--duration`` bounds the capture; otherwise it runs until Ctrl-C, which ends it cleanly
-(everything received is written, status 0). CSV is tidy: one row per channel of each
-sample, one row per error sample. The progress bar and the summary go to stderr, so
-``-o -`` (stdout) can be piped.
+(everything received is written, status 0). The default layout is the driver's long
+format (:class:`Sample`): one row per channel reading, one row per lost frame with its
+error. ``--wide`` writes one row per tick instead, a column per channel with its unit in
+the header, for spreadsheets. The progress bar and the summary go to stderr, so ``-o -``
+(stdout) can be piped.
 """
 
 from __future__ import annotations
@@ -22,24 +24,19 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Iterator
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import IO, Any
 
 from ..codec.models import Sample
 from ._common import (
-    CSV_COLUMNS,
     add_connection_options,
-    csv_rows,
     positive_float,
     print_err,
     run_command,
-    sample_to_dict,
     several,
     until_interrupted,
 )
-
-if TYPE_CHECKING:
-    from ..driver import Recording
+from ._samples import LONG_COLUMNS, WideTable, follow, sample_record, sample_row
 
 __all__ = ["register"]
 
@@ -87,6 +84,12 @@ def register(subparsers: Any) -> None:
         choices=("csv", "jsonl"),
         help="file format (default: jsonl for a .jsonl/.json file, else csv)",
     )
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="one row per tick with a column per channel (units in the header), instead of "
+        "the long format's row per channel reading",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=_run)
 
@@ -99,25 +102,44 @@ def _format(args: argparse.Namespace) -> str:
 
 
 class _Writer:
-    """Writes samples in the chosen format and counts them."""
+    """Writes batches in the chosen layout and format, and counts them."""
 
-    def __init__(self, stream: IO[str], kind: str) -> None:
+    def __init__(self, stream: IO[str], kind: str, wide: bool) -> None:
         self.stream = stream
         self.kind = kind
         self.samples = 0
         self.errors = 0
+        self._wide = WideTable() if wide else None
         self._csv = csv.writer(stream, lineterminator="\n") if kind == "csv" else None
-        if self._csv is not None:
-            self._csv.writerow(CSV_COLUMNS)
+        self._header: list[str] | None = None
+        if self._csv is not None and self._wide is None:
+            self._csv.writerow(LONG_COLUMNS)
 
-    def write(self, sample: Sample) -> None:
-        self.samples += 1
-        if not sample.ok:
-            self.errors += 1
-        if self._csv is not None:
-            self._csv.writerows(csv_rows(sample))
+    def write(self, batch: Sequence[Sample]) -> None:
+        self.samples += len(batch)
+        self.errors += sum(1 for s in batch if s.error is not None)
+        if self._wide is not None:
+            self._write_wide(self._wide, batch)
+        elif self._csv is not None:
+            self._csv.writerows(sample_row(s) for s in batch)
         else:
-            self.stream.write(json.dumps(sample_to_dict(sample), ensure_ascii=False) + "\n")
+            for sample in batch:
+                self.stream.write(json.dumps(sample_record(sample), ensure_ascii=False) + "\n")
+
+    def _write_wide(self, table: WideTable, batch: Sequence[Sample]) -> None:
+        header = table.header(batch)
+        if header is not None:
+            self._header = header
+            if self._csv is not None:
+                self._csv.writerow(header)
+        if self._header is None:
+            return  # nothing but errors so far: no columns to put them under
+        row = table.row(batch)
+        if self._csv is not None:
+            self._csv.writerow(row)
+        else:
+            record = dict(zip(self._header, row, strict=True))
+            self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     def flush(self) -> None:
         self.stream.flush()
@@ -162,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
 async def _capture(args: argparse.Namespace) -> int:
     kind = _format(args)
     with _open_output(args.output) as stream:
-        writer = _Writer(stream, kind)
+        writer = _Writer(stream, kind, args.wide)
         started = time.monotonic()
         _, interrupted = await until_interrupted(lambda: _dispatch(args, writer))
         writer.flush()
@@ -206,11 +228,13 @@ async def _one(args: argparse.Namespace, writer: _Writer) -> None:
             await _record(args, analyzer, writer)
             return
         progress = _Progress(not args.no_progress, None, "frame")
+
+        def on_batch(batch: Sequence[Sample]) -> None:
+            writer.write(batch)
+            progress.update(1, errors=writer.errors)
+
         try:
-            async with analyzer.stream(args.rate, duration=args.duration) as session:
-                async for sample in session:
-                    writer.write(sample)
-                    progress.update(1, errors=writer.errors)
+            await follow(analyzer, on_batch, rate_hz=args.rate, duration=args.duration)
         finally:
             progress.close()
 
@@ -231,18 +255,17 @@ async def _poll_several(args: argparse.Namespace, writer: _Writer) -> None:
 async def _record(args: argparse.Namespace, source: Any, writer: _Writer) -> None:
     import math
 
-    from ..driver import record
+    from ..driver import Recording, record
 
     total = None if args.duration is None else math.ceil(args.duration * args.rate - 1e-9)
     progress = _Progress(not args.no_progress, total, "tick")
-    recording: Recording | None = None
+    recording: Recording[Sequence[Sample]] | None = None
     try:
         async with record(source, rate_hz=args.rate, duration=args.duration) as recording:
             async for batch in recording.stream:
-                for sample in batch:
-                    writer.write(sample)
+                writer.write(batch)
                 summary = recording.summary
-                progress.update(1, late=summary.late_ticks, errors=summary.error_samples)
+                progress.update(1, late=summary.samples_late, errors=summary.error_samples)
     finally:
         progress.close()
         if recording is not None:  # also after Ctrl-C: the summary is complete by now

@@ -144,7 +144,7 @@ async def _serve(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         period=args.period,
         realistic_timing=args.realistic_timing,
-        settings=SerialSettings(baudrate=args.baud),
+        settings=SerialSettings("", baudrate=args.baud),
     )
     config.build_analysers()  # validate before opening anything
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

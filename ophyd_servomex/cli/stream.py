@@ -2,8 +2,9 @@
 
 One analyser: continuous mode prints every broadcast frame as it arrives; Modbus polls at
 ``--rate``. Several addresses on one line (``--address 30,31`` with a Modbus
-``--protocol``) are polled together on a drift-free schedule. One line per sample on
-stdout; a summary on stderr at the end. Ctrl-C stops cleanly with status 0.
+``--protocol``) are polled together on a drift-free schedule. One line per frame on stdout
+(``--json``: one long-format sample per line, as the driver's :class:`Sample`); a summary
+on stderr at the end. Ctrl-C stops cleanly with status 0.
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ..codec.models import Sample
 from ._common import (
     add_connection_options,
-    format_sample_line,
     positive_float,
     print_err,
     run_command,
-    sample_to_dict,
     several,
     until_interrupted,
 )
+from ._samples import follow, format_batch_line, group_frames, sample_record
 
 __all__ = ["register"]
 
@@ -50,8 +51,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--duration", type=positive_float, metavar="SECONDS", help="stop after this long"
     )
-    parser.add_argument("--count", type=int, metavar="N", help="stop after N samples")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--count", type=int, metavar="N", help="stop after N frames")
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per channel sample (long format)"
+    )
     parser.set_defaults(func=_run)
 
 
@@ -63,29 +66,37 @@ def _run(args: argparse.Namespace) -> int:
 
 
 class _Printer:
-    def __init__(self, as_json: bool) -> None:
+    """Prints each frame of a batch; says when ``--count`` frames have been printed."""
+
+    def __init__(self, as_json: bool, count: int | None) -> None:
         self.as_json = as_json
-        self.samples = 0
+        self.count = count
+        self.frames = 0
         self.errors = 0
 
-    def __call__(self, sample: Sample) -> None:
-        self.samples += 1
-        if not sample.ok:
-            self.errors += 1
-        if self.as_json:
-            print(json.dumps(sample_to_dict(sample), ensure_ascii=False), flush=True)
-        else:
-            print(format_sample_line(sample), flush=True)
+    def __call__(self, batch: Sequence[Sample]) -> bool:
+        for frame in group_frames(batch):
+            if self.count is not None and self.frames >= self.count:
+                return True
+            self.frames += 1
+            if frame[0].error is not None:
+                self.errors += 1
+            if self.as_json:
+                for sample in frame:
+                    print(json.dumps(sample_record(sample), ensure_ascii=False), flush=True)
+            else:
+                print(format_batch_line(frame), flush=True)
+        return self.count is not None and self.frames >= self.count
 
 
 async def _stream(args: argparse.Namespace) -> int:
-    printer = _Printer(args.json)
+    printer = _Printer(args.json, args.count)
     started = time.monotonic()
     body = _poll_several if several(args) else _follow_one
     _, interrupted = await until_interrupted(lambda: body(args, printer))
     elapsed = time.monotonic() - started
     how = "interrupted" if interrupted else "done"
-    print_err(f"{how}: {printer.samples} samples ({printer.errors} errors) in {elapsed:.1f} s")
+    print_err(f"{how}: {printer.frames} frames ({printer.errors} errors) in {elapsed:.1f} s")
     return 0
 
 
@@ -99,9 +110,7 @@ async def _follow_one(args: argparse.Namespace, printer: _Printer) -> None:
             else (f"polling at {args.rate:g} Hz")
         )
         print_err(f"{analyzer.port}: {analyzer.protocol.value}, {mode}; Ctrl-C stops")
-        async with analyzer.stream(args.rate, count=args.count, duration=args.duration) as session:
-            async for sample in session:
-                printer(sample)
+        await follow(analyzer, printer, rate_hz=args.rate, duration=args.duration)
 
 
 async def _poll_several(args: argparse.Namespace, printer: _Printer) -> None:
@@ -116,7 +125,5 @@ async def _poll_several(args: argparse.Namespace, printer: _Printer) -> None:
         )
         async with record(manager, rate_hz=args.rate, duration=args.duration) as rec:
             async for batch in rec.stream:
-                for sample in batch:
-                    printer(sample)
-                    if args.count is not None and printer.samples >= args.count:
-                        return
+                if printer(batch):
+                    return

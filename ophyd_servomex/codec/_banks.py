@@ -67,13 +67,13 @@ class RegisterBanks:
         if len(regs) != INPUT_REGISTER_COUNT:
             raise ServomexValidationError(
                 f"expected {INPUT_REGISTER_COUNT} input registers, got {len(regs)}",
-                context=ErrorContext(function=4, register=0),
+                context=ErrorContext(function_code=4, register=0),
             )
         for address, value in enumerate(regs):
             try:
                 _check_register(value)
             except ServomexValidationError as exc:
-                raise exc.with_context(function=4, register=address) from None
+                raise exc.with_context(function_code=4, register=address) from None
         object.__setattr__(self, "input_registers", regs)
         for name, size, start in (
             ("channel_bits", CHANNEL_DISCRETE_COUNT, 0),
@@ -83,13 +83,13 @@ class RegisterBanks:
             if len(bits) != size:
                 raise ServomexValidationError(
                     f"expected {size} {name.replace('_', ' ')}, got {len(bits)}",
-                    context=ErrorContext(function=2, register=start),
+                    context=ErrorContext(function_code=2, register=start),
                 )
             for offset, bit in enumerate(bits):
                 if bit not in (0, 1):  # True/False and 0/1
                     raise ServomexValidationError(
                         f"a discrete input must be 0 or 1, not {bit!r}",
-                        context=ErrorContext(function=2, register=start + offset),
+                        context=ErrorContext(function_code=2, register=start + offset),
                     )
             object.__setattr__(self, name, tuple(bool(b) for b in bits))
 

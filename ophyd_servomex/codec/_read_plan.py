@@ -49,18 +49,18 @@ class ReadRequest:
         if limit is None:
             raise ServomexValidationError(
                 f"function code {self.function!r} is not a read (expected 1–4)",
-                context=ErrorContext(function=self.function),
+                context=ErrorContext(function_code=self.function),
             )
         if not 0 <= self.start <= 0xFFFF or not 1 <= self.count <= limit:
             raise ServomexValidationError(
                 f"read of {self.count!r} at {self.start!r}: start must be 0–65535 and "
                 f"count 1–{limit}",
-                context=ErrorContext(function=self.function, register=self.start),
+                context=ErrorContext(function_code=self.function, register=self.start),
             )
         if self.start + self.count > 0x10000:
             raise ServomexValidationError(
                 f"read of {self.count} at {self.start} runs past address 65535",
-                context=ErrorContext(function=self.function, register=self.start),
+                context=ErrorContext(function_code=self.function, register=self.start),
             )
 
     @property
@@ -143,7 +143,7 @@ def banks_from_responses(
         "analyser_bits": [0] * ANALYSER_DISCRETE_COUNT,
     }
     for request, answer in responses.items():
-        context = ErrorContext(function=request.function, register=request.start)
+        context = ErrorContext(function_code=request.function, register=request.start)
         where = _bank_for(request)
         if where is None:
             raise ServomexValidationError(

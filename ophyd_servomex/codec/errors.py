@@ -7,8 +7,10 @@ log line alone is enough to reproduce a wire problem.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any, Self
 
 __all__ = [
     "ErrorContext",
@@ -24,6 +26,7 @@ __all__ = [
     "ServomexModbusError",
     "ServomexParseError",
     "ServomexProtocolError",
+    "ServomexProtocolUnsupportedError",
     "ServomexTimeoutError",
     "ServomexTransportError",
     "ServomexUnsupportedError",
@@ -31,22 +34,55 @@ __all__ = [
 ]
 
 
+_EMPTY_EXTRA: Mapping[str, Any] = MappingProxyType({})
+
+
+def _empty_extra() -> Mapping[str, Any]:
+    """The shared, read-only empty ``extra`` mapping."""
+    return _EMPTY_EXTRA
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorContext:
-    """Where an error happened. Every field is optional; unset fields are left out of messages."""
+    """Where an error happened. Every field is optional; unset fields are left out of messages.
+
+    ``extra`` holds any further detail; whatever mapping is given is frozen into a read-only
+    :class:`types.MappingProxyType` copy, so no one can change a context after the fact.
+    """
 
     port: str | None = None
     protocol: str | None = None
     address: int | None = None
     channel: str | None = None
     register: int | None = None
-    function: int | None = None
+    function_code: int | None = None
     request: bytes | None = None
     response: bytes | None = None
+    elapsed_s: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=_empty_extra)
 
-    def merged(self, **changes: Any) -> ErrorContext:
-        """A copy with the given fields set (``None`` values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def __post_init__(self) -> None:
+        extra = self.extra
+        if extra is _EMPTY_EXTRA:
+            return
+        if not isinstance(extra, Mapping):
+            raise TypeError(f"ErrorContext.extra must be a mapping, not {type(extra).__name__}")
+        object.__setattr__(self, "extra", MappingProxyType(dict(extra)) if extra else _EMPTY_EXTRA)
+
+    def merged(self, **updates: Any) -> ErrorContext:
+        """A new context with ``updates`` overlaid; keys that are no field go into ``extra``.
+
+        ``None`` values leave a field as it was.
+        """
+        known = {f.name for f in fields(self)} - {"extra"}
+        changes = {k: v for k, v in updates.items() if k in known and v is not None}
+        extra_updates = {k: v for k, v in updates.items() if k not in known and v is not None}
+        if isinstance(updates.get("extra"), Mapping):
+            extra_updates.pop("extra", None)
+            extra_updates = {**updates["extra"], **extra_updates}
+        if extra_updates:
+            changes["extra"] = {**self.extra, **extra_updates}
+        return replace(self, **changes) if changes else self
 
     def describe(self) -> str:
         """A compact ``key=value`` rendering of the fields that are set."""
@@ -55,9 +91,13 @@ class ErrorContext:
             value = getattr(self, f.name)
             if value is None:
                 continue
-            if isinstance(value, bytes):
+            if f.name == "extra":
+                parts.extend(f"{k}={v}" for k, v in value.items())
+            elif isinstance(value, bytes):
                 text = value.hex(" ") if len(value) <= 64 else value[:64].hex(" ") + " …"
                 parts.append(f"{f.name}=[{text}]")
+            elif f.name == "elapsed_s":
+                parts.append(f"elapsed_s={value:.3f}")
             else:
                 parts.append(f"{f.name}={value}")
         return ", ".join(parts)
@@ -75,10 +115,19 @@ class ServomexError(Exception):
         where = self.context.describe()
         return f"{self.message} ({where})" if where else self.message
 
-    def with_context(self, **changes: Any) -> ServomexError:
-        """Add context fields (e.g. the port) as the error travels up the layers; returns self."""
-        self.context = self.context.merged(**changes)
-        return self
+    def with_context(self, **updates: Any) -> Self:
+        """A copy of this error with its context updated; this error is left unchanged.
+
+        An outer layer uses it to add what it knows (the port, ``elapsed_s``) before
+        raising the copy ``from`` the original. Unknown keys go into ``context.extra``.
+        """
+        clone = type(self).__new__(type(self), *self.args)
+        clone.__dict__.update(self.__dict__)
+        clone.args = self.args
+        clone.__cause__ = self.__cause__
+        clone.__suppress_context__ = self.__suppress_context__
+        clone.context = self.context.merged(**updates)
+        return clone
 
 
 # --- configuration: the caller asked for something that cannot be done -----------------
@@ -146,6 +195,13 @@ class ServomexChecksumError(ServomexProtocolError):
         self.expected = expected
         self.actual = actual
         self.raw = raw
+
+
+class ServomexProtocolUnsupportedError(ServomexProtocolError, ServomexCapabilityError):
+    """The active protocol cannot do this (calibration or loopback in continuous mode).
+
+    Also a :class:`ServomexCapabilityError`, the wider "not possible here" family.
+    """
 
 
 class ServomexUnsupportedError(ServomexProtocolError):

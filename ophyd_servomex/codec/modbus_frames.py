@@ -351,7 +351,7 @@ class ModbusRequest:
 
 def _frame_error(message: str, pdu: bytes) -> ServomexFrameError:
     function = pdu[0] if pdu else None
-    return ServomexFrameError(message, context=ErrorContext(function=function, request=pdu))
+    return ServomexFrameError(message, context=ErrorContext(function_code=function, request=pdu))
 
 
 def parse_request(pdu: bytes) -> ModbusRequest:

@@ -7,15 +7,21 @@ higher layer consumes them, so a reading looks the same whichever mode the analy
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
+from datetime import UTC, datetime
+from enum import Flag, IntEnum, StrEnum, auto
+from types import MappingProxyType
+from typing import Any
 
-from .errors import ServomexValidationError
+from .errors import ServomexError, ServomexValidationError
 
 __all__ = [
+    "MAX_BAUD",
     "AnalyserStatus",
     "Availability",
+    "ByteSize",
     "CalGroupState",
     "CalPhase",
     "CalibrationProgress",
@@ -26,11 +32,14 @@ __all__ = [
     "ChannelStatus",
     "DeviceInfo",
     "Frame",
+    "Parity",
     "ProtocolKind",
     "Reading",
     "SafetyTier",
     "Sample",
     "SerialSettings",
+    "StopBits",
+    "StreamMode",
     "Unit",
     "UnitKind",
 ]
@@ -145,6 +154,36 @@ class ProtocolKind(StrEnum):
         """True for the two polled Modbus modes."""
         return self in (ProtocolKind.MODBUS_RTU, ProtocolKind.MODBUS_ASCII)
 
+    @classmethod
+    def parse(cls, value: str | ProtocolKind) -> ProtocolKind:
+        """Accept a ``ProtocolKind``, its value, or the short names users type.
+
+        ``"rtu"``, ``"ascii"``, ``"continuous"``, ``"auto"`` (any case, ``_`` or ``-``) as
+        well as ``"modbus-rtu"``, ``"modbus-ascii"``, ``"continuous-ascii"`` and the member
+        names; anything else is a :class:`ServomexValidationError` listing the choices.
+        """
+        if isinstance(value, ProtocolKind):
+            return value
+        key = str(value).strip().lower().replace("_", "-") if isinstance(value, str) else None
+        kind = _PROTOCOL_ALIASES.get(key) if key is not None else None
+        if kind is None:
+            raise ServomexValidationError(
+                f"unknown protocol {value!r}; expected one of "
+                "auto, continuous, rtu (modbus-rtu), ascii (modbus-ascii)"
+            )
+        return kind
+
+
+_PROTOCOL_ALIASES: dict[str, ProtocolKind] = {
+    "auto": ProtocolKind.AUTO,
+    "continuous": ProtocolKind.CONTINUOUS_ASCII,
+    "continuous-ascii": ProtocolKind.CONTINUOUS_ASCII,
+    "rtu": ProtocolKind.MODBUS_RTU,
+    "modbus-rtu": ProtocolKind.MODBUS_RTU,
+    "ascii": ProtocolKind.MODBUS_ASCII,
+    "modbus-ascii": ProtocolKind.MODBUS_ASCII,
+}
+
 
 class CalPhase(StrEnum):
     """Phase of an autocalibration group.
@@ -250,6 +289,49 @@ class Reading:
         """The value converted to another concentration unit (``%`` ↔ ``vpm``)."""
         return None if self.value is None else self.unit.convert(self.value, unit)
 
+    def __format__(self, spec: str) -> str:
+        """A non-empty spec formats :attr:`value` (``f"{r:.2f}"``); ``f"{r}"`` is the repr.
+
+        An over-range reading (``value`` is ``None``) formats as ``"None"`` for any spec.
+        """
+        if not spec:
+            return repr(self)
+        if self.value is None:
+            return format("None", _text_spec(spec))
+        return format(self.value, spec)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The reading as one flat row for tables, CSV and JSON lines (content only).
+
+        Keys: ``channel``, ``name``, ``value``, ``unit``, ``fault``, ``maintenance``,
+        ``calibrating``, ``warming_up``, ``alarm1`` … ``alarm4``; flags are ``0``/``1``.
+        """
+        st = self.status
+        row: dict[str, Any] = {
+            "channel": self.channel.value,
+            "name": self.name,
+            "value": self.value,
+            "unit": self.unit.value or self.unit_text,
+            "fault": int(st.fault),
+            "maintenance": int(st.maintenance),
+            "calibrating": int(st.calibrating),
+            "warming_up": int(st.warming_up),
+        }
+        for index, alarm in enumerate(st.alarms, start=1):
+            row[f"alarm{index}"] = int(alarm)
+        return row
+
+
+def _text_spec(spec: str) -> str:
+    """The width/alignment part of a numeric format spec, usable on a string."""
+    width = ""
+    for ch in spec:
+        if ch in "<>^" or ch.isdigit():
+            width += ch
+        elif ch in ".,_":
+            break
+    return width.lstrip("0") if not width.startswith(("<", ">", "^")) else width
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
@@ -265,6 +347,39 @@ class Frame:
     protocol: ProtocolKind = ProtocolKind.CONTINUOUS_ASCII
     address: int | None = None
     raw: bytes | None = field(default=None, repr=False, compare=False)
+    monotonic_ns: int | None = field(default=None, repr=False, compare=False)
+    """``time.monotonic_ns()`` when the frame was received (set by the driver)."""
+
+    def as_samples(
+        self,
+        device: str = "",
+        *,
+        requested_at: datetime | None = None,
+        latency_s: float | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Sample]:
+        """Fan the frame out into one long-format :class:`Sample` per reading, in wire order.
+
+        ``device`` names the analyser (a port or a manager name); ``requested_at`` and
+        ``latency_s`` are for polled frames (``None`` for a broadcast: nobody asked).
+        """
+        received_at = datetime.fromtimestamp(self.timestamp or time.time(), UTC)
+        mono = self.monotonic_ns if self.monotonic_ns is not None else time.monotonic_ns()
+        meta: Mapping[str, Any] = MappingProxyType(dict(metadata)) if metadata else _EMPTY_METADATA
+        return [
+            Sample(
+                device=device,
+                channel=reading.channel,
+                reading=reading,
+                protocol=self.protocol,
+                monotonic_ns=mono,
+                received_at=received_at,
+                requested_at=requested_at,
+                latency_s=latency_s,
+                metadata=meta,
+            )
+            for reading in self.readings
+        ]
 
     def channel(self, channel: str | ChannelId) -> Reading:
         """The reading of one channel (``"I1"`` or ``ChannelId.I1``)."""
@@ -325,77 +440,216 @@ class DeviceInfo:
         return tuple(c for c in self.channels if c.populated)
 
 
-_BAUD_MIN, _BAUD_MAX = 2400, 19200
+MIN_BAUD = 2400
+"""The slowest rate the analyser offers."""
+MAX_BAUD = 19200
+"""The fastest rate the analyser offers (and the default: the bench unit runs 19200 8-N-1)."""
+
+
+class ByteSize(IntEnum):
+    """Data bits per character."""
+
+    SEVEN = 7
+    EIGHT = 8
+
+
+class Parity(StrEnum):
+    """Parity bit; the value is the usual one-letter code (``8N1``)."""
+
+    NONE = "N"
+    EVEN = "E"
+    ODD = "O"
+
+
+class StopBits(IntEnum):
+    """Stop bits per character."""
+
+    ONE = 1
+    TWO = 2
 
 
 @dataclass(frozen=True, slots=True)
 class SerialSettings:
-    """Serial line settings; the analyser supports 2400–19200 baud, the bench ran 19200 8-N-1."""
+    """Serial framing of one port (frozen). Default 19200 baud, 8-N-1, exclusive.
 
-    baudrate: int = 19200
-    bytesize: int = 8
-    parity: str = "N"
-    stopbits: int = 1
+    The analyser offers 2400–19200 baud. ``exclusive`` takes the OS's hold on the port
+    (``flock`` and ``TIOCEXCL``) so no other program can read from it meanwhile.
+    """
+
+    port: str
+    baudrate: int = MAX_BAUD
+    bytesize: ByteSize = ByteSize.EIGHT
+    parity: Parity = Parity.NONE
+    stopbits: StopBits = StopBits.ONE
+    rtscts: bool = False
+    xonxoff: bool = False
+    exclusive: bool = True
 
     def __post_init__(self) -> None:
-        if not _BAUD_MIN <= self.baudrate <= _BAUD_MAX:
+        if not isinstance(self.port, str):
+            raise ServomexValidationError(f"port must be a string, not {self.port!r}")
+        if (
+            isinstance(self.baudrate, bool)
+            or not isinstance(self.baudrate, int)
+            or not MIN_BAUD <= self.baudrate <= MAX_BAUD
+        ):
             raise ServomexValidationError(
-                f"baud rate {self.baudrate} outside the analyser's {_BAUD_MIN}–{_BAUD_MAX}"
+                f"baud rate {self.baudrate!r} outside the analyser's {MIN_BAUD}–{MAX_BAUD}"
             )
-        if self.bytesize not in (7, 8):
-            raise ServomexValidationError(f"byte size must be 7 or 8, not {self.bytesize}")
-        if self.parity not in ("N", "E", "O"):
-            raise ServomexValidationError(f"parity must be N, E or O, not {self.parity!r}")
-        if self.stopbits not in (1, 2):
-            raise ServomexValidationError(f"stop bits must be 1 or 2, not {self.stopbits}")
+        object.__setattr__(self, "bytesize", _member(ByteSize, self.bytesize, "byte size"))
+        object.__setattr__(self, "parity", _member(Parity, self.parity, "parity"))
+        object.__setattr__(self, "stopbits", _member(StopBits, self.stopbits, "stop bits"))
 
     @property
     def bits_per_char(self) -> int:
         """Bits on the wire per character (start + data + parity + stop)."""
-        return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+        return 1 + int(self.bytesize) + (0 if self.parity is Parity.NONE else 1) + self.stopbits
 
     def wire_time(self, nbytes: int) -> float:
         """Seconds that ``nbytes`` take on the wire at this setting."""
         return nbytes * self.bits_per_char / self.baudrate
 
 
+def _member[E: (ByteSize, Parity, StopBits)](kind: type[E], value: object, what: str) -> E:
+    try:
+        text = value.upper() if isinstance(value, str) else value
+        return kind(text)  # type: ignore[arg-type]
+    except ValueError:
+        choices = ", ".join(str(m.value) for m in kind)
+        raise ServomexValidationError(f"{what} must be one of {choices}, not {value!r}") from None
+
+
+def _empty_metadata() -> Mapping[str, Any]:
+    """The shared, read-only empty metadata mapping of a :class:`Sample`."""
+    return _EMPTY_METADATA
+
+
+_EMPTY_METADATA: Mapping[str, Any] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One acquisition tick of one named source: a frame, or the error that replaced it."""
+    """One long-format row: one channel's reading with where and when it came from.
 
-    name: str
-    timestamp: float
-    frame: Frame | None = None
-    error: Exception | None = None
+    ``requested_at`` and ``latency_s`` are ``None`` for a broadcast (nobody asked).
+    ``error`` is set when a frame was lost (dropped, corrupt, timed out): ``reading`` and
+    ``channel`` are then ``None``, since a lost frame belongs to no one channel.
+    ``metadata`` is frozen read-only.
+    """
+
+    device: str
+    channel: ChannelId | None
+    reading: Reading | None
+    protocol: ProtocolKind
+    monotonic_ns: int
+    received_at: datetime
+    requested_at: datetime | None = None
+    latency_s: float | None = None
+    metadata: Mapping[str, Any] = field(default_factory=_empty_metadata)
+    error: ServomexError | None = None
+
+    def __post_init__(self) -> None:
+        if (self.reading is None) == (self.error is None):
+            raise ServomexValidationError(
+                "a Sample carries either a reading or an error, not "
+                + ("both" if self.reading is not None else "neither")
+            )
+        metadata = self.metadata
+        if metadata is not _EMPTY_METADATA:
+            frozen = MappingProxyType(dict(metadata)) if metadata else _EMPTY_METADATA
+            object.__setattr__(self, "metadata", frozen)
+
+    @classmethod
+    def failed(
+        cls,
+        device: str,
+        error: ServomexError,
+        protocol: ProtocolKind,
+        *,
+        requested_at: datetime | None = None,
+        latency_s: float | None = None,
+    ) -> Sample:
+        """The sample standing for a frame that was lost to ``error``."""
+        return cls(
+            device=device,
+            channel=None,
+            reading=None,
+            protocol=protocol,
+            monotonic_ns=time.monotonic_ns(),
+            received_at=datetime.now(UTC),
+            requested_at=requested_at,
+            latency_s=latency_s,
+            error=error,
+        )
 
     @property
     def ok(self) -> bool:
-        """True when the sample carries a frame."""
-        return self.frame is not None
+        """True when the sample carries a reading."""
+        return self.error is None
+
+    @property
+    def value(self) -> float | None:
+        """The reading's value (``None`` for an error sample or an over-range reading)."""
+        return None if self.reading is None else self.reading.value
+
+    @property
+    def unit(self) -> Unit | None:
+        """The reading's unit (``None`` for an error sample)."""
+        return None if self.reading is None else self.reading.unit
+
+    @property
+    def name(self) -> str | None:
+        """The channel's display name (``None`` for an error sample or unlabelled slot)."""
+        return None if self.reading is None else self.reading.name
+
+    @property
+    def timestamp(self) -> float:
+        """``received_at`` as seconds since the epoch."""
+        return self.received_at.timestamp()
 
 
-class Capability(StrEnum):
-    """What a connected analyser can do in its current mode."""
+class StreamMode(StrEnum):
+    """How :meth:`Analyzer.stream` gets its samples."""
 
-    READ = "read"
-    STREAM = "stream"
-    IDENTIFY = "identify"
-    LOOPBACK = "loopback"
-    CALIBRATE = "calibrate"
+    AUTOPRINT = "autoprint"
+    """Continuous mode: listen to the analyser's own broadcast (passive; no rate)."""
+    POLL = "poll"
+    """Modbus modes: poll on a drift-free schedule at ``rate_hz``."""
+
+
+class Capability(Flag):
+    """What an analyser can do in its current mode, as a set of flags.
+
+    Continuous mode offers ``READ | STREAM | IDENTIFY``; the Modbus modes offer everything
+    (:data:`Capability.ALL`). Each operation is checked against the active set.
+    """
+
+    READ = auto()
+    STREAM = auto()
+    IDENTIFY = auto()
+    LOOPBACK = auto()
+    CALIBRATE = auto()
+    ALL = READ | STREAM | IDENTIFY | LOOPBACK | CALIBRATE
 
 
 class SafetyTier(StrEnum):
-    """How much an operation affects the process."""
+    """How much an operation affects the process.
+
+    ``STATEFUL`` operations (autocalibration) change the analyser's gas flow: they need
+    ``confirm=True`` (exactly ``True``) and are refused before any byte is sent otherwise.
+    """
 
     READ_ONLY = "read_only"
-    PROCESS_AFFECTING = "process_affecting"
+    STATEFUL = "stateful"
+    PROCESS_AFFECTING = "stateful"  # the older name of STATEFUL (an alias)
 
 
 class Availability(StrEnum):
-    """Whether a capability is usable now."""
+    """Whether a capability is known present, known absent, or not probed yet."""
 
     AVAILABLE = "available"
     UNSUPPORTED = "unsupported"
+    UNPROBED = "unprobed"
 
 
 CAPABILITY_SAFETY: dict[Capability, SafetyTier] = {
@@ -403,21 +657,43 @@ CAPABILITY_SAFETY: dict[Capability, SafetyTier] = {
     Capability.STREAM: SafetyTier.READ_ONLY,
     Capability.IDENTIFY: SafetyTier.READ_ONLY,
     Capability.LOOPBACK: SafetyTier.READ_ONLY,
-    Capability.CALIBRATE: SafetyTier.PROCESS_AFFECTING,
+    Capability.CALIBRATE: SafetyTier.STATEFUL,
 }
+
+_CONTINUOUS_CAPABILITIES = Capability.READ | Capability.STREAM | Capability.IDENTIFY
+
+
+def capability_set(protocol: ProtocolKind) -> Capability:
+    """The capabilities a protocol offers (``AUTO``: none known yet)."""
+    if protocol.is_modbus:
+        return Capability.ALL
+    if protocol is ProtocolKind.CONTINUOUS_ASCII:
+        return _CONTINUOUS_CAPABILITIES
+    return Capability(0)
 
 
 def capabilities(protocol: ProtocolKind) -> dict[Capability, Availability]:
-    """Which capabilities a protocol offers (continuous mode is read-only and cannot loop back)."""
-    modbus = protocol.is_modbus
+    """Each single capability's availability for a protocol (``AUTO``: unprobed)."""
+    offered = capability_set(protocol)
     return {
         cap: (
-            Availability.AVAILABLE
-            if modbus or cap in (Capability.READ, Capability.STREAM, Capability.IDENTIFY)
+            Availability.UNPROBED
+            if protocol is ProtocolKind.AUTO
+            else Availability.AVAILABLE
+            if cap in offered
             else Availability.UNSUPPORTED
         )
-        for cap in Capability
+        for cap in _SINGLE_CAPABILITIES
     }
+
+
+_SINGLE_CAPABILITIES = (
+    Capability.READ,
+    Capability.STREAM,
+    Capability.IDENTIFY,
+    Capability.LOOPBACK,
+    Capability.CALIBRATE,
+)
 
 
 @dataclass(frozen=True, slots=True)

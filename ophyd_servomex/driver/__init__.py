@@ -5,7 +5,7 @@ Layering: imports the codec and the transport (and anymodbus, only in ``modbus.p
 ``modbus_line.py``); never ophyd, bluesky or tiled.
 """
 
-from .analyzer import Analyzer, open_device
+from .analyzer import Analyzer, open_continuous, open_device
 from .auto import (
     DetectionAttempt,
     DetectionResult,
@@ -49,6 +49,7 @@ __all__ = [
     "WireRecord",
     "detect_protocol",
     "listen_window",
+    "open_continuous",
     "open_device",
 ]
 

@@ -1,22 +1,24 @@
-"""``open_device`` and ``Analyzer``: one analyser, any of its three modes, one API.
+"""``open_device``, ``open_continuous`` and ``Analyzer``: one analyser, any mode, one API.
 
 ::
 
-    async with open_device("/dev/ttyUSB0", address=30) as analyser:
+    async with await open_device("/dev/ttyUSB0", address=30) as analyser:
         frame = await analyser.poll()
         print(frame.channel("I1").value, analyser.protocol)
 
-``Analyzer`` is an async context manager. Entering it opens the port (unless a
+``open_device`` is a coroutine function returning an :class:`Analyzer` that is not open
+yet; ``Analyzer`` is an async context manager. Entering it opens the port (unless a
 :class:`Transport` or a shared :class:`ModbusLine` was given), starts the port's I/O owner,
 runs AUTO detection when asked, starts the continuous receive loop or the Modbus line, and
 (by default) identifies the channels. Enter and leave it in the same task: its task
 groups live there (ophyd-async devices do this from a dedicated owner task).
 
 **Gates.** Methods that act on the process or need a capability check, in this order and
-before any byte is sent: *safety* (``confirm=True`` for calibration, else
+before any byte is sent: *safety* (``confirm`` must be exactly ``True`` for calibration, else
 :class:`ServomexConfirmationRequiredError`) → *capability* (continuous mode cannot calibrate
-or loop back: :class:`ServomexCapabilityError`) → *validation* (group 1–4, a known channel,
-two loopback bytes: :class:`ServomexValidationError`).
+or loop back: :class:`ServomexProtocolUnsupportedError`, a :class:`ServomexCapabilityError`)
+→ *validation* (group 1–4, a known channel, two loopback bytes:
+:class:`ServomexValidationError`).
 """
 
 from __future__ import annotations
@@ -24,19 +26,22 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
 import anyio.abc
+import anyio.lowlevel
 
 from ..codec.errors import (
     ErrorContext,
-    ServomexCapabilityError,
     ServomexConfirmationRequiredError,
     ServomexConnectionError,
     ServomexError,
+    ServomexProtocolUnsupportedError,
+    ServomexTimeoutError,
     ServomexValidationError,
 )
 from ..codec.models import (
@@ -53,7 +58,9 @@ from ..codec.models import (
     Reading,
     Sample,
     SerialSettings,
+    StreamMode,
     capabilities,
+    capability_set,
 )
 from ..transport import Transport, open_transport
 from .auto import (
@@ -68,7 +75,7 @@ from .modbus import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES, ModbusClient, Mod
 from .owner import PortOwner
 from .session import StreamingSession
 
-__all__ = ["Analyzer", "open_device"]
+__all__ = ["Analyzer", "open_continuous", "open_device"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -100,13 +107,7 @@ class Analyzer:
         inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
-        try:
-            requested = ProtocolKind(protocol)
-        except ValueError:
-            raise ServomexValidationError(
-                f"unknown protocol {protocol!r}; expected one of "
-                f"{', '.join(p.value for p in ProtocolKind)}"
-            ) from None
+        requested = ProtocolKind.parse(protocol)
         if isinstance(address, bool) or not isinstance(address, int) or not 1 <= address <= 247:
             raise ServomexValidationError(f"Modbus slave address must be 1–247, not {address!r}")
         _check_positive("timeout", timeout)
@@ -184,9 +185,17 @@ class Analyzer:
         return self._detection
 
     @property
-    def capabilities(self) -> dict[Capability, Availability]:
-        """What this analyser can do in its current mode."""
-        return capabilities(self._protocol)
+    def capabilities(self) -> Capability:
+        """What this analyser can do in its current mode, as a :class:`Capability` set.
+
+        Continuous mode: ``READ | STREAM | IDENTIFY``; Modbus: ``Capability.ALL``; before
+        AUTO has resolved the mode: none.
+        """
+        return capability_set(self._protocol)
+
+    def availability(self, capability: Capability) -> Availability:
+        """Whether one capability is available, unsupported, or not known yet (AUTO)."""
+        return capabilities(self._protocol)[capability]
 
     @property
     def dropped_frames(self) -> int:
@@ -335,7 +344,7 @@ class Analyzer:
 
     def _require_modbus(self, what: str) -> ModbusClient:
         if self._modbus is None:
-            raise ServomexCapabilityError(
+            raise ServomexProtocolUnsupportedError(
                 f"{what} needs a Modbus mode; the analyser is in {self._protocol.value} mode, "
                 "which only broadcasts (change the mode on the front panel)",
                 context=self._context(),
@@ -398,18 +407,42 @@ class Analyzer:
             self._hub.publish(exc)
             raise
 
-    async def poll_samples(self, *, wait_fresh: bool = True) -> list[Sample]:
-        """One poll as a list of one :class:`Sample`; a failed poll is an error sample.
+    async def poll_samples(
+        self,
+        names: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the page's PollSource signature)
+    ) -> list[Sample]:
+        """One poll fanned out into long-format samples, one per channel (a PollSource).
 
-        A lost link (:class:`ServomexConnectionError`) is raised, not sampled.
+        ``names`` is ignored for a single analyser (it selects devices of a manager).
+        ``timeout`` bounds the poll (default: the analyser's own timeouts). A failed poll
+        is one error :class:`Sample` (``reading`` and ``channel`` ``None``); a lost link
+        (:class:`ServomexConnectionError`) is raised, not sampled.
         """
+        del names
+        polled = self._protocol.is_modbus
+        requested_at = datetime.now(UTC) if polled else None
+        started = time.perf_counter()
         try:
-            frame = await self.poll(wait_fresh=wait_fresh)
+            if timeout is None:
+                frame = await self.poll()
+            else:
+                with anyio.fail_after(timeout):
+                    frame = await self.poll()
         except ServomexConnectionError:
             raise
+        except TimeoutError as exc:
+            error = exc if isinstance(exc, ServomexError) else self._poll_timeout(timeout)
+            return [Sample.failed(self._name, error, self._protocol, requested_at=requested_at)]
         except ServomexError as exc:
-            return [Sample(name=self._name, timestamp=time.time(), error=exc)]
-        return [Sample(name=self._name, timestamp=frame.timestamp, frame=frame)]
+            return [Sample.failed(self._name, exc, self._protocol, requested_at=requested_at)]
+        latency = time.perf_counter() - started if polled else None
+        return frame.as_samples(self._name, requested_at=requested_at, latency_s=latency)
+
+    def _poll_timeout(self, timeout: float | None) -> ServomexTimeoutError:
+        return ServomexTimeoutError(
+            f"the poll took longer than {timeout} s", context=self._context(elapsed_s=timeout)
+        )
 
     async def read_all(self) -> dict[ChannelId, Reading]:
         """Every channel of one fresh frame, by channel id."""
@@ -477,10 +510,11 @@ class Analyzer:
         try:
             return await call
         except ServomexError as exc:
-            exc.with_context(channel=channel.value if channel else None)
             if isinstance(exc, ServomexConnectionError):
                 self._link_lost(exc)
-            raise
+            if channel is None:
+                raise
+            raise exc.with_context(channel=channel.value) from exc
 
     # --- subscribing and streaming --------------------------------------------------------
 
@@ -497,14 +531,33 @@ class Analyzer:
         self,
         rate_hz: float | None = None,
         *,
+        mode: StreamMode | str | None = None,
         count: int | None = None,
         duration: float | None = None,
         buffer_size: int | None = None,
     ) -> StreamingSession:
-        """Samples as they come: passive in continuous mode, timed polls in Modbus mode."""
+        """Stream samples: ``AUTOPRINT`` (continuous) or ``POLL`` (Modbus).
+
+        The mode defaults per protocol. Continuous mode listens to the broadcast
+        (``rate_hz`` is ignored: the analyser sets the cadence); Modbus mode polls on
+        :func:`~ophyd_servomex.driver.record`'s drift-free schedule at ``rate_hz``
+        (default 1.0) in a task group the session owns, so use it as a context manager::
+
+            async with analyser.stream(rate_hz=2) as samples:
+                async for sample in samples:
+                    print(sample.channel, sample.value)
+
+        Stops after ``count`` samples or ``duration`` seconds when either is given.
+        """
         self._require_open()
+        chosen = StreamingSession.mode_for(self._protocol, mode, context=self._context())
         return StreamingSession(
-            self, rate_hz=rate_hz, count=count, duration=duration, buffer_size=buffer_size
+            self,
+            mode=chosen,
+            rate_hz=rate_hz,
+            count=count,
+            duration=duration,
+            buffer_size=buffer_size,
         )
 
     # --- calibration and diagnostics (gated) ----------------------------------------------
@@ -512,7 +565,9 @@ class Analyzer:
     async def start_calibration(self, group: int, *, confirm: bool = False) -> None:
         """Start autocal group 1–4: pulse its coil (FC05 on, FC01 read back, FC05 off).
 
-        Process-affecting: the analyser injects calibration gas. Needs ``confirm=True``.
+        Process-affecting (:attr:`SafetyTier.STATEFUL`): the analyser injects calibration
+        gas. Needs ``confirm=True`` — exactly ``True``: a truthy string, number or
+        container is refused before any byte is sent. Modbus only.
         """
         if confirm is not True:
             raise ServomexConfirmationRequiredError(
@@ -542,60 +597,83 @@ class Analyzer:
         if not isinstance(data, (bytes, bytearray)) or len(data) != 2:
             raise ServomexValidationError(
                 f"loopback data must be exactly 2 bytes, not {data!r}",
-                context=self._context(function=8),
+                context=self._context(function_code=8),
             )
         self._require_open()
         return await self._modbus_call(modbus.loopback(bytes(data)))
 
 
-def open_device(
-    port: str | Transport | ModbusLine,
+async def open_device(
+    port: str | Transport,
     *,
-    protocol: ProtocolKind | str = ProtocolKind.AUTO,
+    protocol: ProtocolKind = ProtocolKind.AUTO,
     address: int = 1,
     serial_settings: SerialSettings | None = None,
-    timeout: float = 1.0,
+    timeout: float = 1.0,  # noqa: ASYNC109 (per call and first frame, not a deadline)
     identify: bool = True,
-    expected_period: float = 2.0,
-    name: str | None = None,
-    inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
-    retries: int = DEFAULT_RETRIES,
 ) -> Analyzer:
-    """An :class:`Analyzer` for ``port``; use it as ``async with open_device(...) as a:``.
+    """Open an analyser and return a (not yet entered) :class:`Analyzer`.
+
+    ::
+
+        async with await open_device("/dev/ttyUSB0", address=30) as analyser:
+            frame = await analyser.poll()
+
+    Arguments are checked now; the port is opened, AUTO detection runs and the channels
+    are identified when the Analyzer is entered (so nothing is left open if it never is).
 
     Args:
         port: a serial device path, ``socket://host:port``, ``rfc2217://host:port`` (opened
-            and closed by the Analyzer), an open :class:`Transport` (used, not closed), or a
-            shared :class:`ModbusLine` (multidrop: several analysers, one line).
-        protocol: ``AUTO`` (detect, PROTOCOL.md §10), ``CONTINUOUS_ASCII``, ``MODBUS_RTU`` or
-            ``MODBUS_ASCII``.
+            and closed by the Analyzer), or an open :class:`Transport` (used, not closed).
+        protocol: ``AUTO`` (detect: Modbus RTU, then Modbus ASCII, then listen for the
+            broadcast; see ``docs/protocol.md``), ``CONTINUOUS_ASCII``, ``MODBUS_RTU`` or
+            ``MODBUS_ASCII``; the strings ``"rtu"``, ``"ascii"``, ``"continuous"`` too.
         address: Modbus slave address 1–247 (the bench 4100D uses 30); AUTO probes it.
-        serial_settings: for a device path; default 19200 8-N-1.
-        timeout: seconds per Modbus attempt; AUTO's probes wait ``min(timeout, 0.5)`` s each.
-        identify: read names and units on opening (fills :attr:`Analyzer.info`).
-        expected_period: the continuous frame period the operator set; AUTO listens
-            ``max(2 × expected_period, timeout, 2 s)`` and a continuous poll waits
-            ``timeout + expected_period``.
-        name: the name samples carry (default: the port).
-        inter_frame_idle: Modbus line silence before each request. Keep 0.05 s for a real
-            analyser (it drops requests that come sooner); tests against a zero-latency
-            simulator may lower it.
-        retries: extra attempts for Modbus reads (never for coil writes).
+        serial_settings: overrides the default ``SerialSettings(port)`` (19200 8-N-1).
+        timeout: default per-call and first-frame timeout, in seconds.
+        identify: read and cache the channels' names and units (:attr:`Analyzer.info`)
+            on entering.
 
-    Raises (when entered):
-        ServomexConnectionError: the port is missing or busy.
-        ProtocolDetectionError: AUTO recognised nothing (a ``ServomexTimeoutError``).
-        ServomexTimeoutError: ``identify`` got no answer.
+    Raises:
+        ServomexValidationError: a bad argument (now).
+        ServomexConnectionError: the port is missing or busy (on entering).
+        ServomexTimeoutError: AUTO recognised nothing, or ``identify`` got no answer
+            (on entering).
+
+    More options (the continuous frame period, the Modbus idle gap, retries, the name
+    samples carry) are keyword arguments of :class:`Analyzer` itself.
     """
-    return Analyzer(
+    analyzer = Analyzer(
         port,
         protocol=protocol,
         address=address,
         serial_settings=serial_settings,
         timeout=timeout,
         identify=identify,
-        expected_period=expected_period,
-        name=name,
-        inter_frame_idle=inter_frame_idle,
-        retries=retries,
+    )
+    await anyio.lowlevel.checkpoint()
+    return analyzer
+
+
+async def open_continuous(
+    port: str | Transport,
+    *,
+    serial_settings: SerialSettings | None = None,
+    timeout: float = 1.0,  # noqa: ASYNC109 (first-frame timeout, not a deadline)
+) -> Analyzer:
+    """A continuous-mode :class:`Analyzer` (no AUTO detection, no identify on entering).
+
+    The thin convenience over :func:`open_device` with ``protocol=CONTINUOUS_ASCII`` and
+    ``identify=False``, for callers and tests that want the broadcast path directly::
+
+        fake = FakeTransport()
+        async with await open_continuous(fake) as analyser:
+            ...
+    """
+    return await open_device(
+        port,
+        protocol=ProtocolKind.CONTINUOUS_ASCII,
+        serial_settings=serial_settings,
+        timeout=timeout,
+        identify=False,
     )

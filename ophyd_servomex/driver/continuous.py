@@ -166,7 +166,7 @@ class ContinuousClient:
         if isinstance(item, Frame):
             self._hub.publish(item)
             return
-        item.with_context(port=self.port or None, protocol=_PROTOCOL)
+        item = item.with_context(port=self.port or None, protocol=_PROTOCOL)
         self._hub.publish(item)
         line = item.context.response
         if line:
@@ -186,7 +186,7 @@ class ContinuousClient:
     def _link_lost(self, error: ServomexConnectionError) -> None:
         if self._closing:
             return
-        error.with_context(port=self.port or None, protocol=_PROTOCOL)
+        error = error.with_context(port=self.port or None, protocol=_PROTOCOL)
         _LOGGER.warning("%s: continuous link lost: %s", self.port, error)
         self._lost = error
         self._hub.close(error)

@@ -3,10 +3,11 @@
 ::
 
     async with ServomexManager() as manager:
-        await manager.add("o2", "/dev/ttyUSB0", protocol="modbus-rtu", address=30)
-        await manager.add("co", "/dev/ttyUSB0", protocol="modbus-rtu", address=31)
-        await manager.add("stack", "socket://10.0.0.5:4001", protocol="modbus-rtu", address=1)
-        frames = await manager.poll()          # {"o2": Frame, "co": Frame, "stack": Frame}
+        await manager.add("o2", "/dev/ttyUSB0", address=30)     # Modbus RTU by default
+        await manager.add("co", "/dev/ttyUSB0", address=31)
+        await manager.add("stack", "socket://10.0.0.5:4001", protocol=ProtocolKind.MODBUS_ASCII)
+        results = await manager.poll()         # {"o2": DeviceResult(value=Frame), …}
+        samples = await manager.poll_samples() # one Sample per channel of every analyser
 
 **Lines.** A port string is opened once, whatever the number of analysers on it: the
 manager keeps one transport, one :class:`~ophyd_servomex.driver.ModbusLine` and so one
@@ -22,9 +23,12 @@ transaction at a time, with its 50 ms idle gap before each request). Different l
 polled at the same time. A silent or failing analyser costs its own line its timeouts but
 never stops the others.
 
-**Errors.** ``ErrorPolicy.RAISE`` (the default) waits until every analyser has finished,
-then raises :class:`DeviceErrors` (an ``ExceptionGroup``) holding each failure, with the
-device named in a note and every result, good and bad, in ``DeviceErrors.results``.
+**Errors.** :meth:`ServomexManager.poll` always returns the complete mapping, each failure
+in its :attr:`DeviceResult.error`. :meth:`ServomexManager.poll_samples` leaves failed
+devices out (logged at WARNING). :meth:`ServomexManager.execute_each` follows its policy:
+``ErrorPolicy.RAISE`` (the default) waits until every analyser has finished, then raises
+:class:`DeviceErrors` (an ``ExceptionGroup``) holding each failure, with the device named
+in a note and every result, good and bad, in ``DeviceErrors.results``;
 ``ErrorPolicy.RETURN`` returns a :class:`DeviceResult` per device instead.
 
 Only the Modbus modes can share a line; continuous mode (the analyser is the only talker)
@@ -39,10 +43,9 @@ then be called from any task of the same event loop.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum
 from types import TracebackType
 from typing import Any, Literal, Self, cast, overload
 
@@ -66,8 +69,8 @@ __all__ = ["DeviceErrors", "DeviceResult", "ErrorPolicy", "ServomexManager"]
 _LOGGER = logging.getLogger(__name__)
 
 
-class ErrorPolicy(StrEnum):
-    """What a call over several analysers does when some of them fail."""
+class ErrorPolicy(Enum):
+    """How the manager surfaces per-device failures of a call over several analysers."""
 
     RAISE = "raise"
     """Wait for every analyser, then raise :class:`DeviceErrors` if any failed."""
@@ -168,21 +171,11 @@ class _Entry:
         return modbus.line if modbus is not None else self.analyzer
 
 
-def _protocol(protocol: ProtocolKind | str | None, port: str) -> ProtocolKind:
-    if protocol is None:
-        raise ServomexConfigurationError(
-            "the manager needs protocol='modbus-rtu' or 'modbus-ascii' for a port or "
-            "transport (several analysers share a line only in a Modbus mode)",
-            context=ErrorContext(port=port or None),
-        )
+def _protocol(protocol: ProtocolKind | str, port: str) -> ProtocolKind:
     try:
-        kind = ProtocolKind(protocol)
-    except ValueError:
-        raise ServomexValidationError(
-            f"unknown protocol {protocol!r}; expected one of "
-            f"{', '.join(p.value for p in ProtocolKind)}",
-            context=ErrorContext(port=port or None),
-        ) from None
+        kind = ProtocolKind.parse(protocol)
+    except ServomexValidationError as exc:
+        raise exc.with_context(port=port or None) from None
     if not kind.is_modbus:
         why = (
             "AUTO detection probes the line with its own traffic and cannot run on a shared "
@@ -210,11 +203,19 @@ def _address(address: int | None, port: str, protocol: ProtocolKind) -> int:
 class ServomexManager:
     """Several Modbus analysers, on one or more lines, polled together (see the module).
 
+    Usage::
+
+        async with ServomexManager() as mgr:
+            await mgr.add("a1", "/dev/ttyUSB0", address=1)
+            await mgr.add("a2", "/dev/ttyUSB0", address=2)
+            samples = await mgr.poll_samples()
+
     Args:
         retries: extra attempts for Modbus reads on the lines the manager opens.
         inter_frame_idle: line silence before each request on the lines it opens (keep
-            0.05 s for real analysers; a zero-latency simulator may use less). ``add``
-            may override it for a new line.
+            0.05 s for real analysers; a zero-latency simulator may use less).
+        identify: read each analyser's channel names and units when it is added (a silent
+            analyser then fails to add; ``False`` adds it anyway).
     """
 
     def __init__(
@@ -222,11 +223,13 @@ class ServomexManager:
         *,
         retries: int = DEFAULT_RETRIES,
         inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
+        identify: bool = True,
     ) -> None:
         if retries < 0 or inter_frame_idle < 0:
             raise ServomexValidationError("retries and inter_frame_idle must not be negative")
         self.retries = retries
         self.inter_frame_idle = inter_frame_idle
+        self.identify = identify
         self._entries: dict[str, _Entry] = {}
         self._reserved: set[str] = set()
         self._lines: dict[str | Transport, _Line] = {}
@@ -241,6 +244,11 @@ class ServomexManager:
     def names(self) -> tuple[str, ...]:
         """The analysers' names, in the order they were added (samples carry these)."""
         return tuple(self._entries)
+
+    @property
+    def is_open(self) -> bool:
+        """True between entering the manager and closing it."""
+        return self._entered and not self._closed
 
     @property
     def ports(self) -> tuple[str, ...]:
@@ -341,29 +349,25 @@ class ServomexManager:
         name: str,
         source: str | Transport | Analyzer,
         *,
-        protocol: ProtocolKind | str | None = None,
-        address: int | None = None,
+        protocol: ProtocolKind = ProtocolKind.MODBUS_RTU,
+        address: int = 1,
         serial_settings: SerialSettings | None = None,
         timeout: float = 1.0,  # noqa: ASYNC109 (per Modbus attempt, not a deadline)
-        identify: bool = True,
-        inter_frame_idle: float | None = None,
     ) -> Analyzer:
-        """Add an analyser and return its (open) :class:`Analyzer`.
+        """Register an analyser under ``name`` and return its (open) :class:`Analyzer`.
 
         Args:
             name: the name samples and results carry; unique in the manager.
-            source: a port string (opened once and shared by every analyser on it), an
-                open :class:`Transport` (shared, never closed by the manager) or an open
-                Modbus :class:`Analyzer` (tracked only; ``protocol`` and ``address`` may
-                then be left out).
-            protocol: ``MODBUS_RTU`` or ``MODBUS_ASCII`` (continuous and AUTO are refused).
+            source: a port string (the manager opens it once and shares it with every
+                analyser on it), an open :class:`Transport` (bound and shared, never
+                closed by the manager) or a pre-built open Modbus :class:`Analyzer`
+                (caller-owned, tracked only; ``protocol`` and ``address`` are then its own).
+            protocol: ``MODBUS_RTU`` (default) or ``MODBUS_ASCII``; continuous mode and
+                AUTO are refused (the manager coordinates a Modbus multidrop line).
             address: the analyser's Modbus slave address, 1–247, unique on its line.
             serial_settings: for a device path; must match the line's if it is open.
             timeout: seconds per Modbus attempt. A line has one timeout: the first
                 analyser added on a port sets it.
-            identify: read the channel names and units now (a silent analyser then fails
-                to add; pass ``False`` to add it anyway).
-            inter_frame_idle: line silence for a new line (default: the manager's).
 
         Raises:
             ServomexConfigurationError: continuous/AUTO, a clash with the open line's
@@ -378,13 +382,15 @@ class ServomexManager:
         if name in self._entries or name in self._reserved:
             raise ServomexValidationError(f"an analyser named {name!r} is already managed")
         if isinstance(source, Analyzer):
-            return self._track(name, source, protocol=protocol, address=address)
+            return self._track(name, source)
+        if not isinstance(source, (str, anyio.abc.ByteStream)):
+            raise ServomexValidationError(
+                f"source must be a port string, an open Transport or an Analyzer, not {source!r}"
+            )
         port = source if isinstance(source, str) else str(getattr(source, "port", "") or "")
         kind = _protocol(protocol, port)
         slave = _address(address, port, kind)
-        idle = self.inter_frame_idle if inter_frame_idle is None else inter_frame_idle
-        if idle < 0:
-            raise ServomexValidationError("inter_frame_idle must not be negative")
+        idle = self.inter_frame_idle
         self._reserved.add(name)
         try:
             async with self._lock:
@@ -404,7 +410,7 @@ class ServomexManager:
                 line.addresses.add(slave)
                 line.users += 1
             try:
-                analyzer = await self._open_analyzer(name, line, slave, identify)
+                analyzer = await self._open_analyzer(name, line, slave, self.identify)
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await self._release(line, slave)
@@ -414,14 +420,7 @@ class ServomexManager:
         finally:
             self._reserved.discard(name)
 
-    def _track(
-        self,
-        name: str,
-        analyzer: Analyzer,
-        *,
-        protocol: ProtocolKind | str | None,
-        address: int | None,
-    ) -> Analyzer:
+    def _track(self, name: str, analyzer: Analyzer) -> Analyzer:
         context = ErrorContext(
             port=analyzer.port or None, protocol=analyzer.protocol.value, address=analyzer.address
         )
@@ -431,16 +430,6 @@ class ServomexManager:
                 f"the manager tracks Modbus analysers only; this one is "
                 f"{analyzer.protocol.value} ({state}); open it first, in a Modbus mode",
                 context=context,
-            )
-        if protocol is not None and ProtocolKind(protocol) is not analyzer.protocol:
-            raise ServomexConfigurationError(
-                f"protocol={ProtocolKind(protocol).value} but the Analyzer uses "
-                f"{analyzer.protocol.value}",
-                context=context,
-            )
-        if address is not None and address != analyzer.address:
-            raise ServomexConfigurationError(
-                f"address={address} but the Analyzer is at {analyzer.address}", context=context
             )
         self._entries[name] = _Entry(name, analyzer, None, analyzer.address)
         return analyzer
@@ -479,8 +468,10 @@ class ServomexManager:
         """Hold one line open (its transport, Modbus line and owner) until it is stopped."""
         key = line.key
         owned = isinstance(key, str)
-        transport: Transport = (
-            await open_transport(key, line.serial_settings) if isinstance(key, str) else key
+        transport: anyio.abc.ByteStream = (
+            await open_transport(key, line.serial_settings)
+            if isinstance(key, str)
+            else cast("anyio.abc.ByteStream", key)  # checked in add()
         )
         started = False
         try:
@@ -604,47 +595,44 @@ class ServomexManager:
                 results,
             )
 
-    @overload
-    async def poll(
+    async def poll(self, names: Sequence[str] | None = None) -> dict[str, DeviceResult[Frame]]:
+        """Read one :class:`Frame` per analyser (or those in ``names``), keyed by name.
+
+        Lines at once, analysers on one line one after the other. Always returns the
+        complete mapping, in add order; a device's failure is in its
+        :attr:`DeviceResult.error` (``result.unwrap()`` raises it).
+        """
+        return await self._each(names, lambda analyzer: analyzer.poll())
+
+    async def poll_samples(
         self,
         names: Sequence[str] | None = None,
-        *,
-        policy: Literal[ErrorPolicy.RAISE] = ErrorPolicy.RAISE,
-    ) -> dict[str, Frame]: ...
+        timeout: float | None = None,  # noqa: ASYNC109 (per poll, the PollSource signature)
+    ) -> list[Sample]:
+        """Poll every (or each named) analyser → one flat list of :class:`Sample` rows.
 
-    @overload
-    async def poll(
-        self, names: Sequence[str] | None = None, *, policy: Literal[ErrorPolicy.RETURN]
-    ) -> dict[str, DeviceResult[Frame]]: ...
-
-    async def poll(
-        self, names: Sequence[str] | None = None, *, policy: ErrorPolicy = ErrorPolicy.RAISE
-    ) -> dict[str, Frame] | dict[str, DeviceResult[Frame]]:
-        """One fresh frame from every analyser (or those in ``names``), in add order.
-
-        ``RAISE``: ``{name: Frame}``, or :class:`DeviceErrors` after all finished if any
-        failed. ``RETURN``: ``{name: DeviceResult}``.
+        One sample per channel read, devices in add order. A failed device is left out
+        and logged at WARNING (the recorder never sees it); analysers on one line are
+        polled back to back through the line's owner, so one device's sweep is never
+        interleaved with another's. Raises :class:`ServomexConnectionError` only when
+        *every* analyser polled lost its link (the source as a whole is gone:
+        ``record(auto_reconnect=True)`` may then rebuild it).
         """
-        results = await self._each(names, lambda analyzer: analyzer.poll())
-        if ErrorPolicy(policy) is ErrorPolicy.RETURN:
-            return results
-        self._raise_failures("poll", results)
-        return {name: cast("Frame", r.value) for name, r in results.items()}
 
-    async def poll_samples(self, names: Sequence[str] | None = None) -> list[Sample]:
-        """One poll as one :class:`Sample` per analyser; a failure is an error sample.
+        async def one(analyzer: Analyzer) -> list[Sample]:
+            samples = await analyzer.poll_samples(timeout=timeout)
+            failure = next((s.error for s in samples if s.error is not None), None)
+            if failure is not None:
+                raise failure
+            return samples
 
-        Raises :class:`ServomexConnectionError` only when *every* analyser polled lost its
-        link (the source as a whole is gone: ``record`` may then reconnect).
-        """
-        results = await self._each(names, lambda analyzer: analyzer.poll())
+        results = await self._each(names, one)
         samples: list[Sample] = []
         for name, result in results.items():
-            frame = result.value
-            if result.error is None and frame is not None:
-                samples.append(Sample(name=name, timestamp=frame.timestamp, frame=frame))
+            if result.error is None and result.value is not None:
+                samples.extend(result.value)
             else:
-                samples.append(Sample(name=name, timestamp=time.time(), error=result.error))
+                _LOGGER.warning("poll of analyser %r failed: %s", name, result.error)
         lost = [r.error for r in results.values() if isinstance(r.error, ServomexConnectionError)]
         if results and len(lost) == len(results):
             raise lost[0]

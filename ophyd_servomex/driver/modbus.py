@@ -451,7 +451,7 @@ class ModbusClient:
                     port=self.line.port or None,
                     protocol=self.protocol.value,
                     address=self.address,
-                    function=5,
+                    function_code=5,
                 ),
             )
         slave = self._slave
@@ -498,7 +498,7 @@ class ModbusClient:
         if len(data) != 2:
             raise ServomexValidationError(
                 f"loopback data must be exactly 2 bytes, not {data!r}",
-                context=ErrorContext(port=self.line.port or None, function=8),
+                context=ErrorContext(port=self.line.port or None, function_code=8),
             )
         slave = self._slave
 

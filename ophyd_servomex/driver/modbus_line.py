@@ -275,7 +275,7 @@ class ModbusLine:
             port=self.port or None,
             protocol=self.protocol.value,
             address=address,
-            function=function,
+            function_code=function,
             register=register,
             request=wire.request,
             response=wire.response,
@@ -345,7 +345,7 @@ class ModbusLine:
                 return cause.with_context(
                     protocol=ctx.protocol,
                     address=address,
-                    function=function,
+                    function_code=function,
                     register=register,
                     request=ctx.request,
                 )

@@ -2,10 +2,11 @@
 
 ::
 
-    async with record(manager, rate_hz=10, duration=60) as rec:
-        async for batch in rec.stream:          # one list[Sample] per tick
-            ...
-    print(rec.summary)                          # ticks, late ticks, max drift, p50/p99 …
+    async with record(analyzer, rate_hz=2, duration=10) as rec:
+        async for batch in rec.stream:          # one Sequence[Sample] per tick
+            for sample in batch:                # one long-format row per channel
+                print(sample.channel, sample.value)
+    print(rec.summary)                          # batches, late ticks, max drift, p50/p99 …
 
 **Schedule.** Tick *k* is due at ``t0 + k / rate_hz``, computed from ``t0`` every time (never
 by adding periods, which would accumulate rounding and every poll's overrun). A tick that
@@ -15,15 +16,17 @@ skipped (``missed_ticks``): no tick ever runs more than one period after its slo
 ``duration`` the recording stops after the ticks whose slots fall inside it
 (``ceil(duration × rate_hz)``).
 
-**Source.** Anything with ``async poll_samples() -> list[Sample]`` (:class:`PollSource`):
-an :class:`~ophyd_servomex.driver.Analyzer` or a
+**Source.** Anything with ``async poll_samples(names=None, timeout=None) ->
+Sequence[Sample]`` (:class:`PollSource`): an :class:`~ophyd_servomex.driver.Analyzer` or a
 :class:`~ophyd_servomex.driver.ServomexManager`. A failed poll is an error sample (the
 source decides); ``timeout`` bounds one tick's poll, after which the tick carries
 :class:`ServomexTimeoutError` samples. A lost link
 (:class:`~ophyd_servomex.codec.errors.ServomexConnectionError`) ends the recording — the
 stream delivers what it already holds, then raises it — unless ``auto_reconnect`` is set:
-then each following tick carries error samples until ``reconnect_factory()`` (an async
-context manager giving a new source, e.g. ``lambda: open_device(port, ...)``) opens again.
+then each following tick carries error samples until ``reconnect_factory()`` gives a new
+source. The factory is an async callable (``lambda: open_device(port, ...)``: an Analyzer
+that is not open yet is entered, and closed again, by the recording) or returns an async
+context manager that gives the source.
 
 **Overflow.** The stream holds ``buffer_size`` batches. When the consumer falls behind:
 ``BLOCK`` holds the producer (its next ticks become late or missed: nothing is lost but
@@ -36,17 +39,18 @@ run thousands of ticks in no real time.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
-import time
 from array import array
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
+from datetime import UTC, datetime
+from enum import Enum
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import anyio
 import anyio.abc
@@ -60,8 +64,7 @@ from ..codec.errors import (
     ServomexTimeoutError,
     ServomexValidationError,
 )
-from ..codec.models import Sample
-from .manager import ServomexManager
+from ..codec.models import ProtocolKind, Sample
 
 __all__ = [
     "DEFAULT_BUFFER_SIZE",
@@ -77,7 +80,7 @@ __all__ = [
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_BUFFER_SIZE = 1024
+DEFAULT_BUFFER_SIZE = 64
 """Batches the stream holds before the overflow policy applies."""
 LATE_FRACTION = 0.5
 """A tick is late when it starts more than this fraction of a period after its slot."""
@@ -89,15 +92,28 @@ _ROUNDING = 1e-9
 
 @runtime_checkable
 class PollSource(Protocol):
-    """Something ``record()`` can poll: one call, one sample per named device.
+    """The one thing ``record()`` needs from a source: a poll that returns samples.
 
     :class:`~ophyd_servomex.driver.ServomexManager` and
     :class:`~ophyd_servomex.driver.Analyzer` both are. A source may also tell its
     ``names`` (or, for one device, its ``name``); see :func:`source_names`.
     """
 
-    async def poll_samples(self) -> list[Sample]:
-        """One poll: one :class:`Sample` per device, a failure as an error sample."""
+    async def poll_samples(
+        self,
+        names: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the page's signature)
+    ) -> Sequence[Sample]:
+        """Read this tick's samples across every channel (and managed device).
+
+        Args:
+            names: the devices to poll (a manager only; ``None``: all of them).
+            timeout: a per-poll I/O ceiling in seconds, or ``None`` for the source's own.
+
+        Returns:
+            a flat sequence of :class:`Sample`, one per channel read; a failed read is an
+            error sample.
+        """
         ...
 
 
@@ -110,15 +126,20 @@ def source_names(source: object) -> tuple[str, ...]:
     return (str(name),) if isinstance(name, str) and name else ()
 
 
-class OverflowPolicy(StrEnum):
-    """What happens when the stream's buffer is full."""
+class OverflowPolicy(Enum):
+    """What ``record()`` does when the stream's buffer is full.
+
+    The producer runs on an absolute schedule and the consumer drains at its own pace; a
+    slow consumer creates back-pressure, and this picks the response.
+    """
 
     BLOCK = "block"
-    """Hold the producer until the consumer makes room (later ticks run late)."""
+    """Wait for the slow consumer (the default): nothing is discarded, later ticks run late."""
     DROP_NEWEST = "drop_newest"
-    """Discard the batch just polled."""
+    """Discard the batch about to be queued; counted as late."""
     DROP_OLDEST = "drop_oldest"
-    """Discard the oldest batch waiting, keep the new one."""
+    """Evict the oldest queued batch and queue the newest (the latest reading matters
+    most); each eviction is counted as late."""
 
 
 def percentile(values: Iterable[float], fraction: float) -> float | None:
@@ -132,50 +153,57 @@ def percentile(values: Iterable[float], fraction: float) -> float | None:
 
 @dataclass(slots=True)
 class AcquisitionSummary:
-    """Live counters of one recording; the tick-duration percentiles are set on exit.
+    """Per-recording summary, updated in place by the recorder (its only writer).
 
-    ``acquired`` samples were polled; ``samples`` of them have been handed to the
-    consumer, ``dropped_samples`` were lost to overflow (the rest are still buffered).
-    Times are in seconds of the recording's clock.
+    Counters are live while the recording runs, so a consumer may watch progress; treat it
+    as read-only. ``finished_at`` and the tick-duration percentiles are set when the
+    recording ends. The fields after ``disconnects`` are extra detail.
     """
 
-    rate_hz: float
+    started_at: datetime
+    """Wall-clock time of the first scheduled tick."""
+    finished_at: datetime | None = None
+    """Wall-clock time the producer stopped, or ``None`` while running."""
+    samples_emitted: int = 0
+    """Per-tick batches pushed onto the stream (a tick whose reads all failed counts too)."""
+    samples_late: int = 0
+    """Ticks that missed their slot: overrun, overflow drop, or a reconnect gap."""
+    max_drift_ms: float = 0.0
+    """Largest positive drift of a tick's start from its slot, in ms."""
+    tick_duration_ms_p50: float = 0.0
+    """Median time one tick's poll took, in ms (set on exit)."""
+    tick_duration_ms_p99: float = 0.0
+    """99th-percentile time one tick's poll took, in ms (set on exit)."""
+    disconnects: int = 0
+    """Lost links (``ServomexConnectionError`` from the source)."""
+    rate_hz: float = 0.0
+    """The cadence asked for."""
     ticks: int = 0
     """Ticks run (each one poll, one batch)."""
     acquired: int = 0
     """Samples polled."""
-    samples: int = 0
-    """Samples emitted: handed to the consumer by the stream."""
+    delivered: int = 0
+    """Samples handed to the consumer by the stream."""
     error_samples: int = 0
     """Error samples among those polled."""
     late_ticks: int = 0
     """Ticks that started more than half a period after their slot."""
     missed_ticks: int = 0
     """Slots skipped because their whole period had passed."""
-    max_drift: float = 0.0
-    """The largest start-after-slot of any tick run."""
     timeouts: int = 0
     """Ticks whose poll hit ``timeout``."""
-    disconnects: int = 0
-    """Lost links (``ServomexConnectionError`` from the source)."""
     reconnects: int = 0
     """Successful reconnections."""
     dropped: int = 0
     """Batches lost to overflow."""
     dropped_samples: int = 0
     """Samples in those batches."""
-    started_at: float | None = None
-    """Wall-clock time (``time.time()``) of the first slot."""
     t0: float | None = None
     """The recording clock's time of the first slot: tick *k* is due at ``t0 + k / rate_hz``."""
     elapsed: float = 0.0
-    """Time from the first slot to the end of the last tick."""
-    tick_p50: float | None = None
-    """Median tick duration (poll time), set on exit."""
-    tick_p99: float | None = None
-    """99th-percentile tick duration, set on exit."""
-    tick_max: float | None = None
-    """Longest tick duration, set on exit."""
+    """Seconds from the first slot to the end of the last tick."""
+    tick_max_ms: float | None = None
+    """Longest tick, in ms (set on exit)."""
     finished: bool = False
     """True once the recording ended."""
     error: BaseException | None = None
@@ -183,22 +211,23 @@ class AcquisitionSummary:
     _durations: array[float] = field(default_factory=lambda: array("d"), repr=False)
 
     def __str__(self) -> str:
-        def ms(value: float | None) -> str:
-            return "-" if value is None else f"{value * 1000:.1f} ms"
-
         return (
-            f"{self.ticks} ticks at {self.rate_hz:g} Hz, {self.samples} samples emitted "
-            f"({self.error_samples} errors), {self.late_ticks} late, {self.missed_ticks} missed, "
-            f"max drift {ms(self.max_drift)}, {self.disconnects} disconnects, "
-            f"{self.dropped} dropped; tick p50 {ms(self.tick_p50)}, p99 {ms(self.tick_p99)}"
+            f"{self.samples_emitted} batches at {self.rate_hz:g} Hz ({self.acquired} samples, "
+            f"{self.error_samples} errors), {self.samples_late} late ({self.missed_ticks} "
+            f"missed, {self.dropped} dropped), max drift {self.max_drift_ms:.1f} ms, "
+            f"{self.disconnects} disconnects; tick p50 {self.tick_duration_ms_p50:.1f} ms, "
+            f"p99 {self.tick_duration_ms_p99:.1f} ms"
         )
 
     def _finish(self) -> None:
+        if self.finished_at is not None:
+            return
         durations = self._durations
-        self.tick_p50 = percentile(durations, 0.5)
-        self.tick_p99 = percentile(durations, 0.99)
-        self.tick_max = max(durations) if durations else None
+        self.tick_duration_ms_p50 = (percentile(durations, 0.5) or 0.0) * 1000.0
+        self.tick_duration_ms_p99 = (percentile(durations, 0.99) or 0.0) * 1000.0
+        self.tick_max_ms = max(durations) * 1000.0 if durations else None
         self.finished = True
+        self.finished_at = datetime.now(UTC)
 
 
 class RecordingStream:
@@ -209,7 +238,7 @@ class RecordingStream:
     """
 
     def __init__(self, size: int, summary: AcquisitionSummary) -> None:
-        self._items: deque[list[Sample]] = deque()
+        self._items: deque[Sequence[Sample]] = deque()
         self._size = size
         self._summary = summary
         self._closed = False
@@ -224,7 +253,7 @@ class RecordingStream:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> list[Sample]:
+    async def __anext__(self) -> Sequence[Sample]:
         while not self._items:
             if self._closed:
                 if self._error is not None:
@@ -234,13 +263,13 @@ class RecordingStream:
             self._readable = anyio.Event()
             await self._readable.wait()
         batch = self._items.popleft()
-        self._summary.samples += len(batch)
+        self._summary.delivered += len(batch)
         self._writable.set()
         return batch
 
     # --- the producer's side --------------------------------------------------------------
 
-    async def _put(self, batch: list[Sample], policy: OverflowPolicy) -> None:
+    async def _put(self, batch: Sequence[Sample], policy: OverflowPolicy) -> None:
         if len(self._items) >= self._size:
             if policy is OverflowPolicy.DROP_NEWEST:
                 self._count_drop(batch)
@@ -254,8 +283,9 @@ class RecordingStream:
         self._items.append(batch)
         self._readable.set()
 
-    def _count_drop(self, batch: list[Sample]) -> None:
+    def _count_drop(self, batch: Sequence[Sample]) -> None:
         self._summary.dropped += 1
+        self._summary.samples_late += 1
         self._summary.dropped_samples += len(batch)
 
     def _close(self, error: BaseException | None = None) -> None:
@@ -266,14 +296,20 @@ class RecordingStream:
 
 
 @dataclass(slots=True)
-class Recording:
-    """What ``record()`` yields: the batch stream, the live summary and the rate."""
+class Recording[T]:
+    """What ``record()`` yields: the batch stream, the live summary and the rate.
 
-    stream: RecordingStream
+    For this driver ``T`` is ``Sequence[Sample]``: one batch per tick.
+    """
+
+    stream: AsyncIterator[T]
+    """The per-tick batches: ``async for batch in rec.stream``."""
     summary: AcquisitionSummary
+    """Live counters (see :class:`AcquisitionSummary`)."""
     rate_hz: float
-    _stopping: bool = field(default=False, repr=False)
-    _wake: Callable[[], None] | None = field(default=None, repr=False)
+    """The cadence asked for."""
+    _stopping: bool = field(default=False, init=False, repr=False)
+    _wake: Callable[[], None] | None = field(default=None, init=False, repr=False)
 
     def stop(self) -> None:
         """End the recording after the tick in progress; the stream then drains and ends."""
@@ -288,8 +324,9 @@ class Recording:
         return self._stopping
 
 
-type SourceFactory = Callable[[], AbstractAsyncContextManager[PollSource]]
-"""Opens a new source as an async context manager (``lambda: open_device(...)``)."""
+type SourceFactory = Callable[[], Awaitable[PollSource] | AbstractAsyncContextManager[PollSource]]
+"""Gives a new source: an async callable (``lambda: open_device(port, ...)``) or a callable
+returning an async context manager."""
 
 
 def _positive(name: str, value: float | None) -> None:
@@ -306,7 +343,7 @@ class _Producer:
     def __init__(
         self,
         source: PollSource | None,
-        recording: Recording,
+        recording: Recording[Sequence[Sample]],
         *,
         total: int | None,
         names: tuple[str, ...] | None,
@@ -320,6 +357,7 @@ class _Producer:
         self.source = source
         self.recording = recording
         self.summary = recording.summary
+        assert isinstance(recording.stream, RecordingStream)
         self.stream = recording.stream
         self.period = 1.0 / recording.rate_hz
         self.total = total
@@ -377,7 +415,7 @@ class _Producer:
         period, clock, summary = self.period, self.clock, self.summary
         t0 = clock()
         summary.t0 = t0
-        summary.started_at = time.time()
+        summary.started_at = datetime.now(UTC)
         k = 0
         while self.total is None or k < self.total:
             due = t0 + k * period
@@ -391,19 +429,24 @@ class _Producer:
                 if self.total is not None:
                     skipped = min(skipped, self.total - k)
                 summary.missed_ticks += skipped
+                summary.samples_late += skipped
                 k += skipped
                 continue
             drift = now - due
-            summary.max_drift = max(summary.max_drift, drift)
-            if drift > LATE_FRACTION * period:
+            summary.max_drift_ms = max(summary.max_drift_ms, drift * 1000.0)
+            late = drift > LATE_FRACTION * period
+            if late:
                 summary.late_ticks += 1
-            batch = await self._tick()
+            batch, gap = await self._tick()
+            if late or gap:
+                summary.samples_late += 1
             ended = clock()
             summary._durations.append(ended - now)
             summary.ticks += 1
             summary.elapsed = ended - t0
             summary.acquired += len(batch)
             summary.error_samples += sum(1 for s in batch if s.error is not None)
+            summary.samples_emitted += 1
             await self.stream._put(batch, self.overflow)
             k += 1
 
@@ -420,50 +463,49 @@ class _Producer:
             recording._wake = None
         return False
 
-    async def _tick(self) -> list[Sample]:
+    async def _tick(self) -> tuple[Sequence[Sample], bool]:
+        """One poll: its batch, and whether the tick fell in a reconnect gap."""
         if self.source is None:
             try:
                 await self._open()
             except ServomexError as exc:
-                return self._error_batch(exc)
+                return self._error_batch(exc), True
             self.summary.reconnects += 1
         source = self.source
         assert source is not None
         try:
-            samples: list[Sample] | None = None
+            samples: Sequence[Sample] | None = None
             with anyio.move_on_after(math.inf if self.timeout is None else self.timeout):
-                samples = await self._poll(source)
+                samples = await source.poll_samples(self.names, self.timeout)
         except ServomexConnectionError as exc:
             self.summary.disconnects += 1
             if not self.auto_reconnect:
                 raise
             self.source = None
             self._release()
-            return self._error_batch(exc)
+            return self._error_batch(exc), True
         if samples is None:
             self.summary.timeouts += 1
             return self._error_batch(
                 ServomexTimeoutError(
                     f"the poll took longer than the recording's timeout of {self.timeout} s",
-                    context=ErrorContext(port=getattr(source, "port", None) or None),
+                    context=ErrorContext(
+                        port=getattr(source, "port", None) or None, elapsed_s=self.timeout
+                    ),
                 )
-            )
+            ), False
         if self.names is not None:
             wanted = set(self.names)
-            samples = [s for s in samples if s.name in wanted]
+            samples = [s for s in samples if s.device in wanted]
         if samples and not self.known_names:
-            self.known_names = tuple(dict.fromkeys(s.name for s in samples))
-        return samples
+            self.known_names = tuple(dict.fromkeys(s.device for s in samples))
+        return samples, False
 
-    async def _poll(self, source: PollSource) -> list[Sample]:
-        if self.names is not None and isinstance(source, ServomexManager):
-            return await source.poll_samples(self.names)
-        return await source.poll_samples()
-
-    def _error_batch(self, error: Exception) -> list[Sample]:
-        stamp = time.time()
+    def _error_batch(self, error: ServomexError) -> list[Sample]:
+        protocol = getattr(self.source, "protocol", None)
+        kind = protocol if isinstance(protocol, ProtocolKind) else ProtocolKind.AUTO
         names = self.known_names or ("",)
-        return [Sample(name=name, timestamp=stamp, error=error) for name in names]
+        return [Sample.failed(name, error, kind) for name in names]
 
 
 async def _hold_source(
@@ -471,18 +513,41 @@ async def _hold_source(
     *,
     task_status: TaskStatus[tuple[PollSource, anyio.Event]] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Enter ``factory()`` and keep it open until released (entered and left in one task)."""
+    """Open a source with ``factory`` and keep it open until released (one task).
+
+    The factory's result may be awaitable (an async factory); what it gives — or what
+    it returned — is entered as an async context manager when it is one and not open yet
+    (an :class:`Analyzer` fresh from ``open_device``) and left again on release.
+    """
     release = anyio.Event()
     started = False
     try:
-        async with factory() as source:
+        made: Any = factory()
+        if inspect.isawaitable(made):
+            made = await made
+        if _needs_entering(made):
+            async with made as source:
+                started = True
+                task_status.started((source, release))
+                await release.wait()
+        else:
             started = True
-            task_status.started((source, release))
+            task_status.started((made, release))
             await release.wait()
     except Exception:
         if not started:
             raise  # opening failed: the caller of start() sees it
         _LOGGER.debug("closing a released source failed", exc_info=True)
+
+
+def _needs_entering(made: object) -> bool:
+    """Whether the factory's result must be entered: a context manager giving the source,
+    or a source (Analyzer, manager) that is not open yet. An open source is used as is."""
+    if not hasattr(made, "__aenter__"):
+        return False
+    if not hasattr(made, "poll_samples"):
+        return True
+    return getattr(made, "is_open", True) is False
 
 
 class _RecordContext:
@@ -492,12 +557,12 @@ class _RecordContext:
     body leaves it as it is, not wrapped in the producer's task group's exception group.
     """
 
-    def __init__(self, recording: Recording, producer: _Producer) -> None:
+    def __init__(self, recording: Recording[Sequence[Sample]], producer: _Producer) -> None:
         self._recording = recording
         self._producer = producer
         self._task_group: anyio.abc.TaskGroup | None = None
 
-    async def __aenter__(self) -> Recording:
+    async def __aenter__(self) -> Recording[Sequence[Sample]]:
         if self._task_group is not None:
             raise ServomexConfigurationError("a recording can be entered only once")
         task_group = anyio.create_task_group()
@@ -527,7 +592,66 @@ class _RecordContext:
             self._recording.summary._finish()
 
 
-def record(
+@asynccontextmanager
+async def record(
+    source: PollSource | None,
+    *,
+    rate_hz: float,
+    duration: float | None = None,
+    names: Sequence[str] | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 (per poll, the page's signature)
+    overflow: OverflowPolicy = OverflowPolicy.BLOCK,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    auto_reconnect: bool = False,
+    reconnect_factory: SourceFactory | None = None,
+) -> AsyncGenerator[Recording[Sequence[Sample]]]:
+    """Record polled samples into a stream of per-tick batches at an absolute cadence.
+
+    ::
+
+        async with record(analyzer, rate_hz=2, duration=10) as rec:
+            async for batch in rec.stream:
+                for sample in batch:
+                    print(sample.channel, sample.value)
+
+    Args:
+        source: any :class:`PollSource` (an Analyzer or a ServomexManager; used, never
+            closed), or ``None`` to open one with ``reconnect_factory`` (then owned).
+        rate_hz: the target cadence in ticks per second (> 0).
+        duration: total seconds, or ``None`` to run until the block is left.
+        names: the devices to poll (a manager only); ``None`` for all.
+        timeout: per-poll I/O ceiling passed to ``poll_samples``; a tick that hits it
+            carries :class:`ServomexTimeoutError` samples.
+        overflow: the back-pressure policy when ``buffer_size`` batches wait unread.
+        buffer_size: the stream's capacity, in per-tick batches.
+        auto_reconnect: treat :class:`ServomexConnectionError` as recoverable: rebuild the
+            source with ``reconnect_factory`` instead of ending the recording.
+        reconnect_factory: rebuilds the source after a disconnect.
+
+    Yields:
+        a :class:`Recording` whose stream gives ``Sequence[Sample]`` batches; leaving the
+        block stops the recording and fills in the summary.
+
+    Raises:
+        ServomexValidationError (a ``ValueError``): a bad rate, duration, buffer size or
+            policy; ServomexConfigurationError: a source without ``poll_samples``,
+            ``auto_reconnect`` without a factory (both on entering).
+    """
+    async with _record(
+        source,
+        rate_hz=rate_hz,
+        duration=duration,
+        names=names,
+        timeout=timeout,
+        overflow=overflow,
+        buffer_size=buffer_size,
+        auto_reconnect=auto_reconnect,
+        reconnect_factory=reconnect_factory,
+    ) as recording:
+        yield recording
+
+
+def _record(
     source: PollSource | None,
     *,
     rate_hz: float,
@@ -541,8 +665,8 @@ def record(
     ticks: int | None = None,
     clock: Callable[[], float] | None = None,
     sleep: Callable[[float], Awaitable[None]] | None = None,
-) -> AbstractAsyncContextManager[Recording]:
-    """Poll ``source`` at ``rate_hz`` on a drift-free schedule (see the module notes).
+) -> _RecordContext:
+    """:func:`record` with the extras tests and the streaming session use (not entered yet).
 
     Args:
         source: a :class:`PollSource` (used, never closed); ``None`` to open one with
@@ -605,7 +729,7 @@ def record(
     if duration is not None:
         by_duration = math.ceil(duration * rate_hz - 1e-9)
         total = by_duration if total is None else min(total, by_duration)
-    summary = AcquisitionSummary(rate_hz=float(rate_hz))
+    summary = AcquisitionSummary(started_at=datetime.now(UTC), rate_hz=float(rate_hz))
     recording = Recording(RecordingStream(buffer_size, summary), summary, float(rate_hz))
     producer = _Producer(
         source,

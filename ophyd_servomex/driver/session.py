@@ -1,27 +1,40 @@
-"""``StreamingSession``: an async iterator of :class:`Sample` s from one analyser.
+"""``StreamingSession``: one subscriber's stream of long-format :class:`Sample` rows.
 
-Continuous mode is passive: the session subscribes to the analyser's frame hub when it is
-created and yields one sample per broadcast frame — and one error sample per bad line —
-at the analyser's own frame period (``rate_hz`` is ignored). Modbus mode polls on an
-absolute schedule at ``rate_hz``: tick *k* is due at ``start + k / rate_hz``; a poll that
-overruns does not shift later ticks, and ticks missed entirely are skipped (counted in
-:attr:`StreamingSession.missed`). A failed poll becomes an error sample and the stream goes
-on; a lost link (:class:`ServomexConnectionError`) ends the stream by being raised, after
-every sample already received.
+Two backing shapes share one interface (:class:`~ophyd_servomex.codec.models.StreamMode`):
+
+* ``AUTOPRINT`` (continuous mode) is passive: the session subscribes to the analyser's
+  frame hub when it is created and fans every broadcast frame out into one sample per
+  channel — a bad line becomes one error sample — at the analyser's own frame period.
+  It needs no task, so plain ``async for`` works as well as ``async with``.
+* ``POLL`` (Modbus modes) is active: on ``__aenter__`` the session starts
+  :func:`~ophyd_servomex.driver.record` (the drift-free absolute schedule) in a task group
+  it owns, and cancels it on close, so the poll loop lives exactly as long as the session.
+  A failed poll is an error sample and the stream goes on; a lost link
+  (:class:`ServomexConnectionError`) ends the stream by being raised, after every sample
+  already received.
 """
 
 from __future__ import annotations
 
 import math
-import time
+from collections import deque
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import anyio
+import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..codec.errors import ServomexConnectionError, ServomexError, ServomexValidationError
-from ..codec.models import Frame, Sample
+from ..codec.errors import (
+    ErrorContext,
+    ServomexConfigurationError,
+    ServomexError,
+    ServomexValidationError,
+)
+from ..codec.models import Frame, ProtocolKind, Sample, StreamMode
 from .hub import Subscription
+from .record import record
 
 if TYPE_CHECKING:
     from .analyzer import Analyzer
@@ -31,128 +44,101 @@ __all__ = ["DEFAULT_STREAM_RATE", "StreamingSession"]
 DEFAULT_STREAM_RATE = 1.0
 """Polls per second of a Modbus stream when no ``rate_hz`` is given."""
 
+_POLL_BUFFER = 64
+"""Per-tick batches a POLL session holds before its producer waits for the consumer."""
+
 
 class StreamingSession:
-    """Samples from one analyser: ``async for sample in analyzer.stream(...)``.
+    """Samples from one analyser: ``async with analyzer.stream(...) as samples``.
 
-    Also an async context manager; leaving it (or :meth:`aclose`) unsubscribes, and so does
-    dropping the last reference to it (a loop left by ``break``). Stops by itself after
-    ``count`` samples or ``duration`` seconds when either is given.
+    Iterate it for :class:`Sample` rows. Leaving the block (or :meth:`aclose`) stops the
+    poll loop and unsubscribes; so does dropping the last reference to a passive session
+    (a loop left by ``break``). Stops by itself after ``count`` samples or ``duration``
+    seconds when either is given.
     """
 
     def __init__(
         self,
         analyzer: Analyzer,
         *,
+        mode: StreamMode = StreamMode.AUTOPRINT,
         rate_hz: float | None = None,
         count: int | None = None,
         duration: float | None = None,
         buffer_size: int | None = None,
     ) -> None:
-        if rate_hz is not None and not (rate_hz > 0 and math.isfinite(rate_hz)):
+        if rate_hz is not None and (
+            isinstance(rate_hz, bool) or not (rate_hz > 0 and math.isfinite(rate_hz))
+        ):
             raise ServomexValidationError(f"rate_hz must be a positive number, not {rate_hz!r}")
-        if count is not None and count < 0:
+        if count is not None and (isinstance(count, bool) or count < 0):
             raise ServomexValidationError(f"count must not be negative, not {count!r}")
-        if duration is not None and not duration >= 0:
-            raise ServomexValidationError(f"duration must not be negative, not {duration!r}")
+        if duration is not None and not (duration >= 0 and math.isfinite(duration)):
+            raise ServomexValidationError(f"duration must be a finite number ≥ 0: {duration!r}")
         self._analyzer = analyzer
-        self.passive = not analyzer.protocol.is_modbus
+        self.mode = mode
+        self.passive = mode is StreamMode.AUTOPRINT
         self.rate_hz = None if self.passive else (rate_hz or DEFAULT_STREAM_RATE)
         self._count = count
         self._duration = duration
+        self._buffer_size = buffer_size
         self._subscription: Subscription | None = (
             analyzer.subscribe(buffer_size=buffer_size) if self.passive else None
         )
-        self._started: float | None = None
-        self._tick = 0
+        self._pending: deque[Sample] = deque()
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._receiver: MemoryObjectReceiveStream[Sequence[Sample] | BaseException] | None = None
+        self._deadline: float | None = None
+        self._entered = False
         self._closed = False
         self.samples = 0
         """Samples yielded so far."""
         self.errors = 0
         """Error samples among them."""
         self.missed = 0
-        """Modbus: schedule ticks skipped because a poll overran them."""
+        """POLL: ticks that missed their slot (see :class:`AcquisitionSummary`)."""
+
+    @staticmethod
+    def mode_for(
+        protocol: ProtocolKind, mode: StreamMode | str | None, *, context: ErrorContext
+    ) -> StreamMode:
+        """The stream mode for a protocol: the given one (checked) or the protocol's own."""
+        natural = StreamMode.POLL if protocol.is_modbus else StreamMode.AUTOPRINT
+        if mode is None:
+            return natural
+        try:
+            chosen = StreamMode(str(mode).lower())
+        except ValueError:
+            raise ServomexValidationError(
+                f"unknown stream mode {mode!r}; expected autoprint or poll", context=context
+            ) from None
+        if chosen is not natural:
+            raise ServomexConfigurationError(
+                f"{protocol.value} mode streams by {natural.value}, not {chosen.value}: "
+                + (
+                    "a continuous analyser broadcasts on its own and cannot be polled"
+                    if natural is StreamMode.AUTOPRINT
+                    else "a Modbus analyser only answers polls; it does not broadcast"
+                ),
+                context=context,
+            )
+        return chosen
 
     @property
     def dropped(self) -> int:
-        """Continuous: frames lost because this stream fell behind its buffer."""
+        """AUTOPRINT: frames lost because this stream fell behind its buffer."""
         return self._subscription.dropped if self._subscription is not None else 0
 
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> Sample:
-        if self._closed or (self._count is not None and self.samples >= self._count):
-            raise StopAsyncIteration
-        now = anyio.current_time()
-        if self._started is None:
-            self._started = now
-        remaining = math.inf
-        if self._duration is not None:
-            remaining = self._started + self._duration - now
-            if remaining <= 0:
-                raise StopAsyncIteration
-        sample: Sample | None = None
-        with anyio.move_on_after(remaining):
-            sample = await (self._next_passive() if self.passive else self._next_polled())
-        if sample is None:
-            raise StopAsyncIteration
-        self.samples += 1
-        if not sample.ok:
-            self.errors += 1
-        return sample
-
-    async def _next_passive(self) -> Sample | None:
-        assert self._subscription is not None
-        try:
-            item = await self._subscription.next_item()
-        except anyio.EndOfStream:
-            return None
-        return self._sample(item)
-
-    async def _next_polled(self) -> Sample:
-        assert self._started is not None
-        assert self.rate_hz is not None
-        period = 1.0 / self.rate_hz
-        due = self._started + self._tick * period
-        now = anyio.current_time()
-        if now > due + period:
-            skipped = int((now - due) // period)
-            self.missed += skipped
-            self._tick += skipped
-            due = self._started + self._tick * period
-        self._tick += 1
-        if due > now:
-            await anyio.sleep(due - now)
-        try:
-            frame = await self._analyzer.poll()
-        except ServomexConnectionError:
-            raise
-        except ServomexError as exc:
-            return self._sample(exc)
-        return self._sample(frame)
-
-    def _sample(self, item: Frame | ServomexError) -> Sample:
-        name = self._analyzer.name
-        if isinstance(item, Frame):
-            return Sample(name=name, timestamp=item.timestamp, frame=item)
-        return Sample(name=name, timestamp=time.time(), error=item)
-
-    async def aclose(self) -> None:
-        """Stop the stream and unsubscribe."""
-        self._closed = True
-        if self._subscription is not None:
-            self._subscription.close()
-
-    def __del__(self) -> None:
-        # ``async for sample in analyzer.stream(): break`` never calls ``aclose``: unsubscribe
-        # when the abandoned session goes, or its subscription would buffer frames for nobody
-        # until the analyser closes (closing a subscription is synchronous and loop-free).
-        subscription = getattr(self, "_subscription", None)
-        if subscription is not None:
-            subscription.close()
+    # --- lifetime -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        if self._entered:
+            raise ServomexConfigurationError("a streaming session can be entered only once")
+        self._entered = True
+        if self._duration is not None:
+            self._deadline = anyio.current_time() + self._duration
+        if not self.passive:
+            await self._start_producer()
         return self
 
     async def __aexit__(
@@ -162,3 +148,108 @@ class StreamingSession:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop the owned producer (if any), unsubscribe, and close the stream."""
+        self._closed = True
+        if self._subscription is not None:
+            self._subscription.close()
+        task_group, self._task_group = self._task_group, None
+        if task_group is not None:
+            task_group.cancel_scope.cancel()
+            # the body's exception is not handed to the task group: it leaves as raised
+            await task_group.__aexit__(None, None, None)
+        if self._receiver is not None:
+            self._receiver.close()
+
+    def __del__(self) -> None:
+        # ``async for sample in analyzer.stream(): break`` never calls ``aclose``: unsubscribe
+        # when the abandoned session goes, or its subscription would buffer frames for nobody
+        # until the analyser closes (closing a subscription is synchronous and loop-free).
+        subscription = getattr(self, "_subscription", None)
+        if subscription is not None:
+            subscription.close()
+
+    async def _start_producer(self) -> None:
+        sender, receiver = anyio.create_memory_object_stream[Sequence[Sample] | BaseException](
+            self._buffer_size or _POLL_BUFFER
+        )
+        self._receiver = receiver
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        task_group.start_soon(self._produce, sender)
+
+    async def _produce(
+        self, sender: MemoryObjectSendStream[Sequence[Sample] | BaseException]
+    ) -> None:
+        assert self.rate_hz is not None
+        async with sender:
+            try:
+                async with record(
+                    self._analyzer, rate_hz=self.rate_hz, duration=self._duration
+                ) as recording:
+                    async for batch in recording.stream:
+                        self.missed = recording.summary.samples_late
+                        await sender.send(batch)
+            except ServomexError as exc:
+                await sender.send(exc)
+
+    # --- iteration ------------------------------------------------------------------------
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Sample:
+        if self._closed or (self._count is not None and self.samples >= self._count):
+            raise StopAsyncIteration
+        if self._deadline is None and self._duration is not None:
+            self._deadline = anyio.current_time() + self._duration
+        while not self._pending:
+            remaining = math.inf
+            if self._deadline is not None:
+                remaining = self._deadline - anyio.current_time()
+                if remaining <= 0 and self.passive:
+                    raise StopAsyncIteration
+            batch: Sequence[Sample] | None = None
+            with anyio.move_on_after(remaining if self.passive else math.inf):
+                batch = await (self._next_passive() if self.passive else self._next_polled())
+            if batch is None:
+                raise StopAsyncIteration
+            self._pending.extend(batch)
+        sample = self._pending.popleft()
+        self.samples += 1
+        if sample.error is not None:
+            self.errors += 1
+        return sample
+
+    async def _next_passive(self) -> Sequence[Sample] | None:
+        assert self._subscription is not None
+        try:
+            item = await self._subscription.next_item()
+        except anyio.EndOfStream:
+            return None
+        analyzer = self._analyzer
+        if isinstance(item, Frame):
+            return item.as_samples(analyzer.name)
+        return [Sample.failed(analyzer.name, item, analyzer.protocol)]
+
+    async def _next_polled(self) -> Sequence[Sample] | None:
+        receiver = self._receiver
+        if receiver is None:
+            raise ServomexConfigurationError(
+                "a polled (Modbus) stream runs its poll loop in a task group: use "
+                "'async with analyzer.stream(rate_hz=...) as samples:'",
+                context=ErrorContext(
+                    port=self._analyzer.port or None,
+                    protocol=self._analyzer.protocol.value,
+                    address=self._analyzer.address,
+                ),
+            )
+        try:
+            item = await receiver.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item

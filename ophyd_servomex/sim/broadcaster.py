@@ -62,7 +62,7 @@ class ContinuousBroadcaster:
         self.period = float(period)
         self.line_ending = line_ending
         self.realistic_timing = realistic_timing
-        self.settings = settings or SerialSettings()
+        self.settings = settings or SerialSettings("")
         self.log = log if log is not None else WireLog()
         self.faults = faults if faults is not None else FaultInjector(Framing.CONTINUOUS)
         self._clock = clock

@@ -77,7 +77,7 @@ class ModbusSlave:
         if not by_address:
             raise ServomexValidationError("a Modbus bus needs at least one analyser")
         self.analysers = tuple(analysers)
-        self.settings = settings or SerialSettings()
+        self.settings = settings or SerialSettings("")
         self.realistic_timing = realistic_timing
         self.log = log if log is not None else WireLog()
         self.faults = faults if faults is not None else FaultInjector(self.framing)

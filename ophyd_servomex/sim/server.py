@@ -66,7 +66,7 @@ class SimConfig:
     flush_time: float = 60.0
     period: float = 2.0
     realistic_timing: bool = False
-    settings: SerialSettings = field(default_factory=SerialSettings)
+    settings: SerialSettings = field(default_factory=lambda: SerialSettings(""))
     line_ending: bytes = b"\r\n"
     log_size: int = DEFAULT_LOG_SIZE
 

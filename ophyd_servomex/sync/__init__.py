@@ -9,9 +9,10 @@
         print(frame.channel("I1").value)
 
     with Servomex.manager() as manager:
-        manager.add("o2", "/dev/ttyUSB0", protocol="modbus-rtu", address=30)
-        manager.add("co", "/dev/ttyUSB0", protocol="modbus-rtu", address=31)
-        print(manager.poll())
+        manager.add("o2", "/dev/ttyUSB0", address=30)
+        manager.add("co", "/dev/ttyUSB0", address=31)
+        for sample in manager.poll_samples():
+            print(sample.device, sample.channel, sample.value)
 
 Each :class:`SyncAnalyzer` (and each :class:`SyncManager`) runs the async driver in an
 event loop of its own, in a daemon thread, behind an anyio blocking portal; every method
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 from ..codec.errors import ServomexConfigurationError
 from ..codec.models import ProtocolKind, SerialSettings
-from ..driver import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES, open_device
+from ..driver import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES, Analyzer
 from ._portal import _closer, _PortalThread, _refuse_in_loop
 from .analyzer import SyncAnalyzer
 from .manager import SyncManager
@@ -59,7 +60,8 @@ class Servomex:
         inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
         retries: int = DEFAULT_RETRIES,
     ) -> SyncAnalyzer:
-        """Open one analyser (the arguments of :func:`~ophyd_servomex.driver.open_device`).
+        """Open one analyser (the arguments of :func:`~ophyd_servomex.driver.open_device`,
+        plus :class:`~ophyd_servomex.driver.Analyzer`'s tuning options).
 
         Raises:
             ServomexConfigurationError: called from a thread that runs an event loop.
@@ -73,7 +75,7 @@ class Servomex:
         thread = _PortalThread(f"servomex-sync {port}")
         try:
             cm = thread.portal.wrap_async_context_manager(
-                open_device(
+                Analyzer(
                     port,
                     protocol=protocol,
                     address=address,
@@ -97,6 +99,7 @@ class Servomex:
         *,
         retries: int = DEFAULT_RETRIES,
         inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
+        identify: bool = True,
     ) -> SyncManager:
         """A :class:`SyncManager` for several Modbus analysers on shared lines."""
-        return SyncManager(retries=retries, inter_frame_idle=inter_frame_idle)
+        return SyncManager(retries=retries, inter_frame_idle=inter_frame_idle, identify=identify)

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from types import TracebackType
 from typing import Any, Self
@@ -108,9 +108,13 @@ class SyncAnalyzer:
         return self._analyzer.detection
 
     @property
-    def capabilities(self) -> dict[Capability, Availability]:
-        """What the analyser can do in its current mode."""
+    def capabilities(self) -> Capability:
+        """What the analyser can do in its current mode (a :class:`Capability` set)."""
         return self._analyzer.capabilities
+
+    def availability(self, capability: Capability) -> Availability:
+        """Whether one capability is available in the current mode."""
+        return self._analyzer.availability(capability)
 
     @property
     def dropped_frames(self) -> int:
@@ -135,9 +139,11 @@ class SyncAnalyzer:
         """Blocking :meth:`Analyzer.poll`."""
         return self._call(partial(self._analyzer.poll, wait_fresh=wait_fresh, max_wait=max_wait))
 
-    def poll_samples(self, *, wait_fresh: bool = True) -> list[Sample]:
-        """Blocking :meth:`Analyzer.poll_samples`."""
-        return self._call(partial(self._analyzer.poll_samples, wait_fresh=wait_fresh))
+    def poll_samples(
+        self, names: Sequence[str] | None = None, timeout: float | None = None
+    ) -> list[Sample]:
+        """Blocking :meth:`Analyzer.poll_samples`: one sample per channel."""
+        return self._call(partial(self._analyzer.poll_samples, names, timeout))
 
     def read_all(self) -> dict[ChannelId, Reading]:
         """Blocking :meth:`Analyzer.read_all`."""
@@ -201,7 +207,11 @@ class SyncAnalyzer:
         duration: float | None = None,
         buffer_size: int | None = None,
     ) -> Iterator[Sample]:
-        """Samples as they come (blocking iterator over :meth:`Analyzer.stream`)."""
+        """Samples as they come (blocking iterator over :meth:`Analyzer.stream`).
+
+        The session is entered and left in one task of the analyser's event loop (a Modbus
+        stream's poll loop lives there); closing the iterator stops it.
+        """
         session = self._call_sync(
             partial(
                 self._analyzer.stream,
@@ -211,8 +221,10 @@ class SyncAnalyzer:
                 buffer_size=buffer_size,
             )
         )
+        context = self._portal.wrap_async_context_manager(session)
 
         def samples() -> Iterator[Sample]:
+            context.__enter__()
             try:
                 while True:
                     try:
@@ -221,7 +233,7 @@ class SyncAnalyzer:
                         return
             finally:
                 if not self._closed:
-                    self._portal.call(session.aclose)
+                    context.__exit__(None, None, None)
 
         return samples()
 

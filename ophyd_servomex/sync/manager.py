@@ -45,12 +45,15 @@ class SyncManager:
         *,
         retries: int = DEFAULT_RETRIES,
         inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
+        identify: bool = True,
     ) -> None:
         _refuse_in_loop("SyncManager")
         thread = _PortalThread("servomex-sync-manager")
         try:
             cm = thread.portal.wrap_async_context_manager(
-                ServomexManager(retries=retries, inter_frame_idle=inter_frame_idle)
+                ServomexManager(
+                    retries=retries, inter_frame_idle=inter_frame_idle, identify=identify
+                )
             )
             manager = cm.__enter__()
         except BaseException:
@@ -108,12 +111,10 @@ class SyncManager:
         name: str,
         port: str,
         *,
-        protocol: ProtocolKind | str | None = None,
-        address: int | None = None,
+        protocol: ProtocolKind = ProtocolKind.MODBUS_RTU,
+        address: int = 1,
         serial_settings: SerialSettings | None = None,
         timeout: float = 1.0,
-        identify: bool = True,
-        inter_frame_idle: float | None = None,
     ) -> SyncAnalyzer:
         """Blocking :meth:`ServomexManager.add` of a port string."""
         if not isinstance(port, str):
@@ -130,8 +131,6 @@ class SyncManager:
                 address=address,
                 serial_settings=serial_settings,
                 timeout=timeout,
-                identify=identify,
-                inter_frame_idle=inter_frame_idle,
             )
         )
         return self._view(name, analyzer)
@@ -148,28 +147,15 @@ class SyncManager:
             view._closed = True
         self._call(partial(self._manager.remove, name))
 
-    @overload
-    def poll(
-        self,
-        names: Sequence[str] | None = None,
-        *,
-        policy: Literal[ErrorPolicy.RAISE] = ErrorPolicy.RAISE,
-    ) -> dict[str, Frame]: ...
+    def poll(self, names: Sequence[str] | None = None) -> dict[str, DeviceResult[Frame]]:
+        """Blocking :meth:`ServomexManager.poll` (every device's result, failures included)."""
+        return self._call(partial(self._manager.poll, names))
 
-    @overload
-    def poll(
-        self, names: Sequence[str] | None = None, *, policy: Literal[ErrorPolicy.RETURN]
-    ) -> dict[str, DeviceResult[Frame]]: ...
-
-    def poll(
-        self, names: Sequence[str] | None = None, *, policy: ErrorPolicy = ErrorPolicy.RAISE
-    ) -> dict[str, Frame] | dict[str, DeviceResult[Frame]]:
-        """Blocking :meth:`ServomexManager.poll`."""
-        return self._call(partial(self._manager.poll, names, policy=policy))
-
-    def poll_samples(self, names: Sequence[str] | None = None) -> list[Sample]:
+    def poll_samples(
+        self, names: Sequence[str] | None = None, timeout: float | None = None
+    ) -> list[Sample]:
         """Blocking :meth:`ServomexManager.poll_samples`."""
-        return self._call(partial(self._manager.poll_samples, names))
+        return self._call(partial(self._manager.poll_samples, names, timeout))
 
     @overload
     def execute_each[T](

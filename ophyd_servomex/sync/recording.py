@@ -15,13 +15,8 @@ from ..codec.errors import ServomexConfigurationError
 from ..codec.models import (
     Sample,
 )
-from ..driver import (
-    AcquisitionSummary,
-    OverflowPolicy,
-    PollSource,
-    Recording,
-    record,
-)
+from ..driver import AcquisitionSummary, OverflowPolicy, PollSource, Recording
+from ..driver.record import _record
 from ._portal import _refuse_in_loop
 
 
@@ -31,10 +26,12 @@ class SyncRecording:
     Use it as a context manager (leaving it stops the recording).
     """
 
-    def __init__(self, portal: BlockingPortal, manager: AbstractContextManager[Recording]) -> None:
+    def __init__(
+        self, portal: BlockingPortal, manager: AbstractContextManager[Recording[Sequence[Sample]]]
+    ) -> None:
         self._portal = portal
         self._cm = manager
-        self._recording: Recording | None = None
+        self._recording: Recording[Sequence[Sample]] | None = None
 
     def __enter__(self) -> Self:
         _refuse_in_loop("SyncRecording")
@@ -50,7 +47,7 @@ class SyncRecording:
         return self._cm.__exit__(exc_type, exc, tb)
 
     @property
-    def _rec(self) -> Recording:
+    def _rec(self) -> Recording[Sequence[Sample]]:
         if self._recording is None:
             raise ServomexConfigurationError("enter the recording first: 'with ... as rec:'")
         return self._recording
@@ -69,7 +66,7 @@ class SyncRecording:
         """End the recording after the tick in progress; iteration then drains and ends."""
         self._portal.call(self._rec.stop)
 
-    def __iter__(self) -> Iterator[list[Sample]]:
+    def __iter__(self) -> Iterator[Sequence[Sample]]:
         stream = self._rec.stream
         while True:
             _refuse_in_loop("SyncRecording")
@@ -92,7 +89,7 @@ def _record_in(
     ticks: int | None,
 ) -> SyncRecording:
     cm = portal.wrap_async_context_manager(
-        record(
+        _record(
             source,
             rate_hz=rate_hz,
             duration=duration,

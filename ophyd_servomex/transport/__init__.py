@@ -5,15 +5,22 @@ Every link is a :class:`Transport` (an anyio ``ByteStream`` with ``port``, ``set
 ``ServomexConnectionError`` subclasses naming the port.
 """
 
-from .base import DEFAULT_RECEIVE_SIZE, Transport, TransportAttribute, serial_config
+from .base import (
+    DEFAULT_RECEIVE_SIZE,
+    ByteStreamTransport,
+    Transport,
+    TransportAttribute,
+    serial_config,
+)
 from .discovery import PortInfo, list_ports
 from .errors import LinkLostError, TransportClosedError
+from .fake import FakeTransport
 from .memory import MemoryTransport, memory_transport_pair
 from .opening import open_transport
 from .pseudo_terminal import PEER_POLL_INTERVAL, PtyMasterTransport, PtyPair, open_pty_pair
 from .reader import ByteReader
 from .rfc2217 import Rfc2217Transport, open_rfc2217
-from .serial_port import SerialTransport, open_serial
+from .serial_port import SerialTransport, hold_exclusively, open_serial
 from .tcp import TcpTransport, open_tcp
 from .urls import PortKind, parse_host_port, port_kind
 from .wrappers import NonClosing
@@ -22,6 +29,8 @@ __all__ = [
     "DEFAULT_RECEIVE_SIZE",
     "PEER_POLL_INTERVAL",
     "ByteReader",
+    "ByteStreamTransport",
+    "FakeTransport",
     "LinkLostError",
     "MemoryTransport",
     "NonClosing",
@@ -35,6 +44,7 @@ __all__ = [
     "Transport",
     "TransportAttribute",
     "TransportClosedError",
+    "hold_exclusively",
     "list_ports",
     "memory_transport_pair",
     "open_pty_pair",

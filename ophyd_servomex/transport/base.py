@@ -1,7 +1,10 @@
 """The one face every byte link shows its clients: :class:`Transport`.
 
-A :class:`Transport` is an anyio :class:`~anyio.abc.ByteStream` (``send``, ``receive``,
-``send_eof``, ``aclose``) with the extras that serial clients need:
+:class:`Transport` is the structural protocol the rest of the package depends on;
+:class:`ByteStreamTransport` is the base class every concrete link derives from. A transport
+is an anyio :class:`~anyio.abc.ByteStream` (``send``, ``receive``, ``send_eof``,
+``aclose``), so it can be handed straight to anymodbus's ``Bus``, with the extras that
+serial clients need:
 
 * ``port`` — the string the user gave (``/dev/ttyUSB0``, ``socket://host:4001`` …);
 * ``settings`` — the serial settings in force, or ``None`` when the link has none;
@@ -23,17 +26,19 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import anyio.abc
 import anyio.lowlevel
 from anyio import TypedAttributeSet, typed_attribute
-from anyserial import ByteSize, Parity, SerialConfig, SerialStreamAttribute, StopBits
+from anyserial import ByteSize, FlowControl, Parity, SerialConfig, SerialStreamAttribute, StopBits
 
+from ..codec import models
 from ..codec.models import SerialSettings
 
 __all__ = [
     "DEFAULT_RECEIVE_SIZE",
+    "ByteStreamTransport",
     "Transport",
     "TransportAttribute",
     "serial_config",
@@ -42,9 +47,13 @@ __all__ = [
 #: The ``max_bytes`` a ``receive()`` without an argument asks for.
 DEFAULT_RECEIVE_SIZE = 65536
 
-_PARITY = {"N": Parity.NONE, "E": Parity.EVEN, "O": Parity.ODD}
-_STOP_BITS = {1: StopBits.ONE, 2: StopBits.TWO}
-_BYTE_SIZE = {7: ByteSize.SEVEN, 8: ByteSize.EIGHT}
+_PARITY = {
+    models.Parity.NONE: Parity.NONE,
+    models.Parity.EVEN: Parity.EVEN,
+    models.Parity.ODD: Parity.ODD,
+}
+_STOP_BITS = {models.StopBits.ONE: StopBits.ONE, models.StopBits.TWO: StopBits.TWO}
+_BYTE_SIZE = {models.ByteSize.SEVEN: ByteSize.SEVEN, models.ByteSize.EIGHT: ByteSize.EIGHT}
 
 
 class TransportAttribute(TypedAttributeSet):
@@ -63,11 +72,51 @@ def serial_config(settings: SerialSettings, **changes: Any) -> SerialConfig:
         byte_size=_BYTE_SIZE[settings.bytesize],
         parity=_PARITY[settings.parity],
         stop_bits=_STOP_BITS[settings.stopbits],
+        flow_control=FlowControl(xon_xoff=settings.xonxoff, rts_cts=settings.rtscts),
         **changes,
     )
 
 
-class Transport(anyio.abc.ByteStream):
+@runtime_checkable
+class Transport(Protocol):
+    """What every transport offers: an anyio byte stream plus the serial helpers.
+
+    Every concrete transport derives from :class:`ByteStreamTransport`; anything else with
+    this shape (an anyio ``ByteStream`` with ``port``, ``reset_input_buffer`` and ``drain``)
+    may be passed where a transport is taken.
+    """
+
+    @property
+    def port(self) -> str:
+        """The port string as the user gave it."""
+        ...
+
+    async def receive(self, max_bytes: int = DEFAULT_RECEIVE_SIZE) -> bytes:
+        """Wait for and return between 1 and ``max_bytes`` bytes."""
+        ...
+
+    async def send(self, item: bytes) -> None:
+        """Send every byte of ``item``."""
+        ...
+
+    async def send_eof(self) -> None:
+        """Signal that nothing more will be sent (a no-op on serial links)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the link; idempotent."""
+        ...
+
+    async def reset_input_buffer(self) -> None:
+        """Discard every byte received but not yet read."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait until the bytes sent have left this end."""
+        ...
+
+
+class ByteStreamTransport(anyio.abc.ByteStream):
     """A byte link to one analyser (or, for the simulator, to one client).
 
     Subclasses implement ``receive``, ``send``, ``aclose`` and ``reset_input_buffer``;

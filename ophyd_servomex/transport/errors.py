@@ -18,9 +18,17 @@ from contextlib import contextmanager
 
 import anyio
 
+try:  # termios.error (tcflush/tcgetattr on a vanished device) is no OSError
+    from termios import error as _TermiosError
+
+    OS_ERRORS: tuple[type[Exception], ...] = (OSError, _TermiosError)
+except ImportError:  # pragma: no cover - Windows
+    OS_ERRORS = (OSError,)
+
 from ..codec.errors import ErrorContext, ServomexConnectionError, ServomexError
 
 __all__ = [
+    "OS_ERRORS",
     "LinkLostError",
     "TransportClosedError",
     "connection_failed",
@@ -75,13 +83,15 @@ def translating_io_errors(port: str) -> Iterator[None]:
         raise link_lost(port, "the other end closed the link") from exc
     except anyio.BrokenResourceError as exc:  # includes anyserial's SerialDisconnectedError
         raise link_lost(port, "the link broke", exc) from exc
-    except OSError as exc:
+    except OS_ERRORS as exc:
         raise link_lost(port, "I/O error", exc) from exc
 
 
 def _describe(exc: BaseException) -> str:
     """A short human description of an exception (its strerror or message, else its type)."""
     if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+        return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else exc.strerror
+    if len(exc.args) == 2 and isinstance(exc.args[0], int):  # termios.error(errno, text)
+        return f"[Errno {exc.args[0]}] {exc.args[1]}"
     text = str(exc)
     return text if text else type(exc).__name__

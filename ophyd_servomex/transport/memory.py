@@ -8,13 +8,13 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..codec.models import SerialSettings
-from .base import DEFAULT_RECEIVE_SIZE, Transport
+from .base import DEFAULT_RECEIVE_SIZE, ByteStreamTransport
 from .errors import translating_io_errors, transport_closed
 
 __all__ = ["MemoryTransport", "memory_transport_pair"]
 
 
-class MemoryTransport(Transport):
+class MemoryTransport(ByteStreamTransport):
     """One end of an in-memory link made by :func:`memory_transport_pair`.
 
     Bytes sent on one end arrive on the other in order (chunk boundaries are not preserved

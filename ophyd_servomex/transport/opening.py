@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..codec.models import SerialSettings
-from .base import Transport
+from .base import ByteStreamTransport
 from .rfc2217 import open_rfc2217
 from .serial_port import open_serial
 from .tcp import open_tcp
@@ -14,7 +14,7 @@ __all__ = ["open_transport"]
 
 async def open_transport(
     port: str, settings: SerialSettings | None = None, *, exclusive: bool = True
-) -> Transport:
+) -> ByteStreamTransport:
     """Open the link named by ``port``.
 
     Args:

@@ -34,7 +34,7 @@ import anyio
 import anyio.lowlevel
 
 from ..codec.errors import ServomexUnsupportedError
-from .base import DEFAULT_RECEIVE_SIZE, Transport
+from .base import DEFAULT_RECEIVE_SIZE, ByteStreamTransport
 from .errors import link_lost, translating_io_errors, transport_closed
 
 __all__ = ["PEER_POLL_INTERVAL", "PtyMasterTransport", "PtyPair", "open_pty_pair"]
@@ -45,7 +45,7 @@ PEER_POLL_INTERVAL = 0.01
 _DRAIN_CHUNK = 65536
 
 
-class PtyMasterTransport(Transport):
+class PtyMasterTransport(ByteStreamTransport):
     """The master side of a pseudo-terminal, as a :class:`Transport` (see the module notes).
 
     ``port`` is the slave's path, the port the client sees; ``settings`` is ``None`` (the

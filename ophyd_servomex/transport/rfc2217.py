@@ -16,7 +16,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from ..codec.models import SerialSettings
-from .base import DEFAULT_RECEIVE_SIZE, Transport
+from .base import DEFAULT_RECEIVE_SIZE, ByteStreamTransport
 from .errors import connection_failed, link_lost, transport_closed
 from .urls import parse_host_port
 
@@ -26,7 +26,7 @@ __all__ = ["READ_SLICE", "Rfc2217Transport", "open_rfc2217"]
 READ_SLICE = 0.05
 
 
-class Rfc2217Transport(Transport):
+class Rfc2217Transport(ByteStreamTransport):
     """A pyserial RFC 2217 client driven from worker threads; see :func:`open_rfc2217`."""
 
     def __init__(self, port: str, settings: SerialSettings, client: Any) -> None:
@@ -97,7 +97,7 @@ async def open_rfc2217(port: str, settings: SerialSettings | None = None) -> Rfc
             speak RFC 2217 or rejects the settings.
     """
     parse_host_port(port)
-    settings = settings if settings is not None else SerialSettings()
+    settings = settings if settings is not None else SerialSettings(port)
     import serial  # lazily: pyserial is only needed here
 
     def connect() -> Any:
@@ -105,9 +105,11 @@ async def open_rfc2217(port: str, settings: SerialSettings | None = None) -> Rfc
             port,
             do_not_open=True,
             baudrate=settings.baudrate,
-            bytesize=settings.bytesize,
-            parity=settings.parity,
-            stopbits=settings.stopbits,
+            bytesize=int(settings.bytesize),
+            parity=str(settings.parity.value),
+            stopbits=int(settings.stopbits),
+            rtscts=settings.rtscts,
+            xonxoff=settings.xonxoff,
             timeout=READ_SLICE,
         )
         client.open()

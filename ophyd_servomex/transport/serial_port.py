@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import errno
+import logging
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import anyio.lowlevel
+from anyio.streams.file import FileStreamAttribute
 from anyserial import (
     PortBusyError,
     PortNotFoundError,
@@ -18,22 +21,42 @@ from anyserial import (
 
 from ..codec.errors import ServomexConnectionError
 from ..codec.models import SerialSettings
-from .base import DEFAULT_RECEIVE_SIZE, Transport, serial_config
-from .errors import connection_failed, translating_io_errors
+from .base import DEFAULT_RECEIVE_SIZE, ByteStreamTransport, serial_config
+from .errors import OS_ERRORS, connection_failed, translating_io_errors
 
-__all__ = ["SerialTransport", "open_serial"]
+__all__ = ["SerialTransport", "hold_exclusively", "open_serial"]
 
-try:  # tcgetattr on something that is no tty raises termios.error, which is no OSError
-    from termios import error as _termios_error
+_LOGGER = logging.getLogger(__name__)
 
-    _TERMIOS_ERRORS: tuple[type[Exception], ...] = (_termios_error,)
-except ImportError:  # pragma: no cover - Windows
-    _TERMIOS_ERRORS = ()
+# tcgetattr on something that is no tty raises termios.error, which is no OSError
+_OPEN_ERRORS: tuple[type[Exception], ...] = (SerialError, *OS_ERRORS)
 
-_OPEN_ERRORS: tuple[type[Exception], ...] = (SerialError, OSError, *_TERMIOS_ERRORS)
+try:
+    import fcntl
+    import termios
+
+    _TIOCEXCL: int | None = getattr(termios, "TIOCEXCL", None)
+except ImportError:  # pragma: no cover - Windows (its ports are exclusive anyway)
+    _TIOCEXCL = None
 
 
-class SerialTransport(Transport):
+def hold_exclusively(fd: int) -> bool:
+    """Take the kernel's exclusive hold on a tty (``TIOCEXCL``); ``False`` where unsupported.
+
+    ``flock`` only keeps out programs that also ask for the lock; with ``TIOCEXCL`` the
+    kernel refuses every further ``open()`` of the device (``EBUSY``) to anyone but root,
+    so ``cat`` or a terminal program cannot silently steal the analyser's bytes.
+    """
+    if _TIOCEXCL is None:
+        return False
+    try:
+        fcntl.ioctl(fd, _TIOCEXCL)
+    except OSError:
+        return False
+    return True
+
+
+class SerialTransport(ByteStreamTransport):
     """A serial port opened with anyserial; see :func:`open_serial`."""
 
     def __init__(self, port: str, settings: SerialSettings, serial: SerialPort) -> None:
@@ -71,8 +94,14 @@ class SerialTransport(Transport):
             await self._serial.send_eof()
 
     async def aclose(self) -> None:
-        """Close the port (releasing its exclusive lock); idempotent."""
-        await self._serial.aclose()
+        """Close the port (releasing its exclusive holds); idempotent.
+
+        Closing a port whose device vanished (a pulled USB adapter) can fail in the OS;
+        that is a :class:`ServomexConnectionError` naming the port, after the port is
+        marked closed.
+        """
+        with translating_io_errors(self.port):
+            await self._serial.aclose()
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
@@ -86,14 +115,19 @@ async def open_serial(
     """Open the serial device ``port`` with ``settings`` (default 19200 8-N-1).
 
     Features a device cannot do (low-latency mode on a pty, for example) are skipped
-    silently. With ``exclusive`` the port is locked (``flock``) so a second exclusive open,
-    by this or another process, fails.
+    silently. With ``exclusive`` (``settings.exclusive`` when given) the port is locked
+    (``flock``, so a second exclusive open fails) and held with ``TIOCEXCL`` (so the kernel
+    refuses any other program's ``open()``, ``cat`` and terminal programs included).
 
     Raises:
         ServomexConnectionError: the port is missing, busy, not permitted or not a serial
             device; the message and the context name the port.
     """
-    settings = settings if settings is not None else SerialSettings()
+    if settings is None:
+        settings = SerialSettings(port)
+    elif settings.port != port:
+        settings = replace(settings, port=port)
+    exclusive = exclusive and settings.exclusive
     config = serial_config(
         settings,
         exclusive=exclusive,
@@ -108,6 +142,10 @@ async def open_serial(
         raise _busy_or_denied(port, exc) from exc
     except _OPEN_ERRORS as exc:
         raise connection_failed(port, "not usable as a serial port", exc) from exc
+    if exclusive:
+        fileno = serial.extra_attributes.get(FileStreamAttribute.fileno)
+        if fileno is None or not hold_exclusively(fileno()):
+            _LOGGER.debug("%s: no TIOCEXCL hold on this device (flock only)", port)
     await anyio.lowlevel.checkpoint()
     return SerialTransport(port, settings, serial)
 

@@ -15,7 +15,7 @@ import anyio
 import anyio.lowlevel
 
 from ..codec.models import SerialSettings
-from .base import DEFAULT_RECEIVE_SIZE, Transport
+from .base import DEFAULT_RECEIVE_SIZE, ByteStreamTransport
 from .errors import connection_failed, link_lost, translating_io_errors, transport_closed
 from .urls import parse_host_port
 
@@ -24,7 +24,7 @@ __all__ = ["TcpTransport", "open_tcp"]
 _DRAIN_CHUNK = 65536
 
 
-class TcpTransport(Transport):
+class TcpTransport(ByteStreamTransport):
     """A connected TCP socket; see :func:`open_tcp`."""
 
     def __init__(self, port: str, settings: SerialSettings | None, sock: socket.socket) -> None:

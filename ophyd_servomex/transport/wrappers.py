@@ -8,12 +8,12 @@ from typing import Any
 import anyio.abc
 import anyio.lowlevel
 
-from .base import DEFAULT_RECEIVE_SIZE, Transport
+from .base import DEFAULT_RECEIVE_SIZE, ByteStreamTransport
 
 __all__ = ["NonClosing"]
 
 
-class NonClosing(Transport):
+class NonClosing(ByteStreamTransport):
     """Lends ``inner`` to a client that closes what it is given (anymodbus's ``Bus``).
 
     Every call goes to ``inner`` except :meth:`aclose`, which does nothing: the lender

@@ -455,7 +455,7 @@ def test_bit_answers_may_carry_byte_padding() -> None:
 def test_bad_answers_are_frame_errors(request_: ReadRequest, answer: list[int]) -> None:
     with pytest.raises(ServomexFrameError) as info:
         banks_from_responses({request_: answer})
-    assert info.value.context.function == request_.function
+    assert info.value.context.function_code == request_.function
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from driverhelpers import (
 
 from ophyd_servomex.codec.errors import (
     ServomexCapabilityError,
+    ServomexProtocolUnsupportedError,
     ServomexValidationError,
 )
 from ophyd_servomex.codec.models import (
@@ -23,9 +24,10 @@ from ophyd_servomex.codec.models import (
     Capability,
     ChannelId,
     ProtocolKind,
+    StreamMode,
     Unit,
 )
-from ophyd_servomex.driver import Analyzer, StreamingSession, open_device
+from ophyd_servomex.driver import Analyzer, StreamingSession
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +44,7 @@ def labels(analyser: Analyzer) -> list[tuple[ChannelId, str | None, Unit]]:
 async def test_every_method_in_modbus_mode(link: str, mode: ProtocolKind) -> None:
     async with (
         SERVERS[link](quiet_config(mode)) as sim,
-        open_device(sim.port, protocol=mode, address=ADDRESS, timeout=0.5) as analyser,
+        Analyzer(sim.port, protocol=mode, address=ADDRESS, timeout=0.5) as analyser,
     ):
         unit = sim.analyser
         # identity, without I/O
@@ -50,8 +52,9 @@ async def test_every_method_in_modbus_mode(link: str, mode: ProtocolKind) -> Non
         assert analyser.address == ADDRESS
         assert analyser.port == sim.port
         assert analyser.name == sim.port
-        assert analyser.capabilities[Capability.CALIBRATE] is Availability.AVAILABLE
-        assert analyser.capabilities[Capability.LOOPBACK] is Availability.AVAILABLE
+        assert analyser.capabilities == Capability.ALL
+        assert Capability.CALIBRATE in analyser.capabilities
+        assert analyser.availability(Capability.LOOPBACK) is Availability.AVAILABLE
         assert labels(analyser) == bench_labels(mode)  # identify() ran on opening
         assert analyser.snapshot() is None
 
@@ -105,17 +108,22 @@ async def test_every_method_in_modbus_mode(link: str, mode: ProtocolKind) -> Non
         assert await analyser.loopback(b"\xab\xcd") == b"\xab\xcd"
         assert await analyser.loopback() == b"\x00\x00"
 
-        # stream: timed polls; poll_samples
-        session = analyser.stream(rate_hz=50, count=3)
-        assert isinstance(session, StreamingSession)
-        assert not session.passive
-        samples = [s async for s in session]
-        assert [s.ok for s in samples] == [True, True, True]
-        assert all(s.frame is not None and s.frame.values == bench_values(mode) for s in samples)
-        assert [s.name for s in samples] == [sim.port] * 3
-        (sample,) = await analyser.poll_samples()
-        assert sample.ok
-        assert sample.frame is analyser.snapshot()
+        # stream: timed polls, one long-format sample per channel; poll_samples
+        expected = bench_values(mode)
+        async with analyser.stream(rate_hz=50, count=2 * len(expected)) as session:
+            assert isinstance(session, StreamingSession)
+            assert session.mode is StreamMode.POLL
+            samples = [s async for s in session]
+        assert [s.ok for s in samples] == [True] * (2 * len(expected))
+        assert [(s.channel, s.value) for s in samples] == 2 * list(expected.items())
+        assert {s.device for s in samples} == {sim.port}
+        assert all(s.protocol is mode and s.requested_at is not None for s in samples)
+        assert all(s.latency_s is not None and s.latency_s > 0 for s in samples)
+        polled = await analyser.poll_samples()
+        assert [(s.channel, s.value) for s in polled] == list(expected.items())
+        latest = analyser.snapshot()
+        assert latest is not None
+        assert [s.reading for s in polled] == list(latest.readings)
 
         # identify again: same channels; nothing dropped
         info = await analyser.identify()
@@ -131,7 +139,7 @@ async def test_every_method_in_continuous_mode(link: str) -> None:
     mode = ProtocolKind.CONTINUOUS_ASCII
     async with (
         SERVERS[link](quiet_config(mode)) as sim,
-        open_device(
+        Analyzer(
             sim.port, protocol=mode, address=ADDRESS, timeout=0.5, expected_period=0.05
         ) as analyser,
     ):
@@ -139,8 +147,9 @@ async def test_every_method_in_continuous_mode(link: str) -> None:
         assert analyser.protocol is mode
         assert analyser.address is None
         assert analyser.port == sim.port
-        assert analyser.capabilities[Capability.CALIBRATE] is Availability.UNSUPPORTED
-        assert analyser.capabilities[Capability.READ] is Availability.AVAILABLE
+        assert analyser.capabilities == Capability.READ | Capability.STREAM | Capability.IDENTIFY
+        assert analyser.availability(Capability.CALIBRATE) is Availability.UNSUPPORTED
+        assert analyser.availability(Capability.READ) is Availability.AVAILABLE
         assert labels(analyser) == bench_labels(mode)
 
         subscription = analyser.subscribe()
@@ -167,23 +176,24 @@ async def test_every_method_in_continuous_mode(link: str) -> None:
         assert (await analyser.calibration_status(1)).phase is CalPhase.IDLE
         unit.write_coil(0, True)  # started on the analyser itself
         assert (await analyser.calibration_status(1)).phase is CalPhase.CAL_GAS_1
-        with pytest.raises(ServomexCapabilityError):
+        with pytest.raises(ServomexProtocolUnsupportedError):
             await analyser.start_calibration(1, confirm=True)
-        with pytest.raises(ServomexCapabilityError):
+        with pytest.raises(ServomexCapabilityError):  # the wider family still catches it
             await analyser.stop_calibration(confirm=True)
-        with pytest.raises(ServomexCapabilityError):
+        with pytest.raises(ServomexProtocolUnsupportedError):
             await analyser.loopback()
 
-        session = analyser.stream(count=4)
-        assert session.passive
+        expected = bench_values(mode)
+        session = analyser.stream(count=2 * len(expected))  # passive: no 'async with' needed
+        assert session.passive and session.mode is StreamMode.AUTOPRINT
         samples = [s async for s in session]
-        assert len(samples) == 4
-        assert all(s.ok for s in samples)
-        assert [s.frame.timestamp for s in samples if s.frame] == sorted(
-            s.frame.timestamp for s in samples if s.frame
-        )
-        (sample,) = await analyser.poll_samples()
-        assert sample.ok
+        assert [(s.channel, s.value) for s in samples] == 2 * list(expected.items())
+        assert all(s.requested_at is None and s.latency_s is None for s in samples)
+        stamps = [s.monotonic_ns for s in samples]
+        assert stamps == sorted(stamps)
+        assert len(set(stamps)) == 2  # two frames, each channel of one frame one instant
+        polled = await analyser.poll_samples()
+        assert [(s.channel, s.value) for s in polled] == list(expected.items())
 
         info = await analyser.identify()
         assert info.protocol is mode

@@ -8,7 +8,7 @@ from driverhelpers import ADDRESS, MODES, bench_values, quiet_config, requests
 from ophyd_servomex.codec.errors import ServomexTimeoutError
 from ophyd_servomex.codec.modbus_frames import encode_ascii, encode_rtu
 from ophyd_servomex.codec.models import ProtocolKind
-from ophyd_servomex.driver import ProtocolDetectionError, listen_window, open_device
+from ophyd_servomex.driver import Analyzer, ProtocolDetectionError, listen_window
 from ophyd_servomex.sim import WireKind, serve_pty
 from ophyd_servomex.transport import open_pty_pair
 
@@ -21,7 +21,7 @@ PROBE_PDU = bytes.fromhex("08 0000 ABCD")
 async def test_auto_finds_each_mode(mode: ProtocolKind) -> None:
     async with (
         serve_pty(quiet_config(mode)) as sim,
-        open_device(sim.port, address=ADDRESS, timeout=0.2, expected_period=0.05) as analyser,
+        Analyzer(sim.port, address=ADDRESS, timeout=0.2, expected_period=0.05) as analyser,
     ):
         assert analyser.protocol is mode
         assert analyser.detection is not None
@@ -43,7 +43,7 @@ async def test_the_session_keeps_50_ms_of_silence_after_the_probe() -> None:
     dropped) the first session request after AUTO's probe must still get through."""
     config = quiet_config(ProtocolKind.MODBUS_RTU, realistic_timing=True)
     async with serve_pty(config) as sim:
-        async with open_device(sim.port, address=ADDRESS, timeout=0.5) as analyser:
+        async with Analyzer(sim.port, address=ADDRESS, timeout=0.5) as analyser:
             await analyser.poll()
             assert analyser.modbus is not None
             assert analyser.modbus.line.retried == 0
@@ -63,7 +63,7 @@ async def test_the_session_keeps_50_ms_of_silence_after_the_probe() -> None:
 async def test_a_silent_port_is_reported_with_everything_tried() -> None:
     async with open_pty_pair() as pair:
         with pytest.raises(ProtocolDetectionError) as info:
-            async with open_device(pair.path, address=ADDRESS, timeout=0.2, expected_period=0.5):
+            async with Analyzer(pair.path, address=ADDRESS, timeout=0.2, expected_period=0.5):
                 pass
     error = info.value
     assert isinstance(error, ServomexTimeoutError)
@@ -84,7 +84,7 @@ async def test_a_silent_port_is_reported_with_everything_tried() -> None:
 async def test_a_wrong_address_looks_silent_and_says_so() -> None:
     async with serve_pty(quiet_config(ProtocolKind.MODBUS_RTU)) as sim:
         with pytest.raises(ProtocolDetectionError, match="to address 31") as info:
-            async with open_device(sim.port, address=31, timeout=0.1, expected_period=0.2):
+            async with Analyzer(sim.port, address=31, timeout=0.1, expected_period=0.2):
                 pass
     assert info.value.context.address == 31
     # the unit saw both probes (RTU tries) and kept quiet, as the bench unit did

@@ -11,7 +11,7 @@ from driverhelpers import bench_values, quiet_config, requests
 
 from ophyd_servomex.codec.modbus_frames import encode_ascii, encode_rtu
 from ophyd_servomex.codec.models import ProtocolKind
-from ophyd_servomex.driver import ProtocolDetectionError, open_device
+from ophyd_servomex.driver import Analyzer, ProtocolDetectionError
 from ophyd_servomex.sim import WireKind, serve_pty
 from ophyd_servomex.transport import open_pty_pair
 
@@ -26,7 +26,7 @@ PROBE_PDU = bytes.fromhex("08 0000 ABCD")
 async def test_auto_finds_a_modbus_unit_at_any_address(mode: ProtocolKind, address: int) -> None:
     async with (
         serve_pty(quiet_config(mode, addresses=(address,))) as sim,
-        open_device(sim.port, address=address, timeout=0.2) as analyser,
+        Analyzer(sim.port, address=address, timeout=0.2) as analyser,
     ):
         assert (analyser.protocol, analyser.address) == (mode, address)
         frame = await analyser.poll()
@@ -46,7 +46,7 @@ async def test_auto_hears_a_two_second_broadcast_with_the_default_expected_perio
     config = quiet_config(ProtocolKind.CONTINUOUS_ASCII, period=2.0, realistic_timing=True)
     async with serve_pty(config) as sim:
         with anyio.fail_after(10):
-            async with open_device(sim.port, address=30) as analyser:
+            async with Analyzer(sim.port, address=30) as analyser:
                 assert analyser.protocol is ProtocolKind.CONTINUOUS_ASCII
                 assert analyser.detection is not None
                 listen = analyser.detection.attempts[-1]
@@ -72,7 +72,7 @@ async def test_a_port_that_only_sends_garbage_is_no_protocol() -> None:
 
         tg.start_soon(babble)
         with anyio.fail_after(15), pytest.raises(ProtocolDetectionError) as info:
-            async with open_device(pair.path, address=30, timeout=0.3, expected_period=0.5):
+            async with Analyzer(pair.path, address=30, timeout=0.3, expected_period=0.5):
                 pass
         tg.cancel_scope.cancel()
     error = info.value
@@ -97,7 +97,7 @@ async def test_a_unit_at_another_address_is_reported_as_silence_at_the_asked_one
 ) -> None:
     async with serve_pty(quiet_config(mode, addresses=(247,))) as sim:
         with pytest.raises(ProtocolDetectionError) as info:
-            async with open_device(sim.port, address=1, timeout=0.1, expected_period=0.2):
+            async with Analyzer(sim.port, address=1, timeout=0.1, expected_period=0.2):
                 pass
         asked = [e.address for e in sim.log.events(WireKind.REQUEST)]
     error = info.value

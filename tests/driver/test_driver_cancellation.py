@@ -15,7 +15,7 @@ import pytest
 from driverhelpers import ADDRESS, bench_values, quiet_config
 
 from ophyd_servomex.codec.models import ProtocolKind
-from ophyd_servomex.driver import open_device
+from ophyd_servomex.driver import Analyzer
 from ophyd_servomex.sim import Direction, WireKind, serve_pty
 
 pytestmark = pytest.mark.anyio
@@ -33,7 +33,7 @@ async def test_cancelled_callers_never_break_or_interleave_a_transaction() -> No
     mode = ProtocolKind.MODBUS_RTU
     async with (
         serve_pty(quiet_config(mode)) as sim,
-        open_device(
+        Analyzer(
             sim.port, protocol=mode, address=ADDRESS, identify=False, inter_frame_idle=0.0005
         ) as analyser,
     ):

@@ -18,7 +18,7 @@ from ophyd_servomex.codec.errors import ServomexTimeoutError
 from ophyd_servomex.codec.modbus_frames import ModbusRequest, encode_rtu
 from ophyd_servomex.codec.models import ChannelId, ProtocolKind
 from ophyd_servomex.codec.registers import ReadRequest, gap_free_plan
-from ophyd_servomex.driver import Analyzer, open_device
+from ophyd_servomex.driver import Analyzer
 from ophyd_servomex.sim import SimAnalyser, SimChannel, bench_channels
 from ophyd_servomex.transport import open_pty_pair
 
@@ -43,7 +43,7 @@ async def picky(policy: Policy, **options: object) -> AsyncIterator[tuple[PickyS
     settings: dict[str, object] = {"timeout": 0.1, "inter_frame_idle": 0.002, **options}
     async with open_pty_pair() as pair, anyio.create_task_group() as tg:
         tg.start_soon(slave.serve, pair.master)
-        async with open_device(pair.path, protocol=RTU, address=ADDRESS, **settings) as a:
+        async with Analyzer(pair.path, protocol=RTU, address=ADDRESS, **settings) as a:
             yield slave, a
         tg.cancel_scope.cancel()
 
@@ -98,7 +98,7 @@ async def test_a_silent_unit_is_a_timeout_not_a_fallback() -> None:
     async with open_pty_pair() as pair, anyio.create_task_group() as tg:
         tg.start_soon(slave.serve, pair.master)
         with pytest.raises(ServomexTimeoutError, match="no reply from address 30") as info:
-            async with open_device(pair.path, protocol=RTU, address=ADDRESS, timeout=0.1):
+            async with Analyzer(pair.path, protocol=RTU, address=ADDRESS, timeout=0.1):
                 pass
         tg.cancel_scope.cancel()
     assert info.value.context.request == rtu(ReadRequest(4, 0, 70))
@@ -127,7 +127,7 @@ async def test_a_span_limit_splits_merged_spans_into_one_read_per_slot() -> None
     slave = PickySlave(SimAnalyser(channels), policy=short_spans(registers=21, bits=24))
     async with open_pty_pair() as pair, anyio.create_task_group() as tg:
         tg.start_soon(slave.serve, pair.master)
-        async with open_device(
+        async with Analyzer(
             pair.path, protocol=RTU, address=ADDRESS, timeout=0.1, inter_frame_idle=0.002
         ) as analyser:
             assert analyser.info is not None
@@ -155,7 +155,7 @@ async def test_only_the_refused_merged_span_is_split() -> None:
     )
     async with open_pty_pair() as pair, anyio.create_task_group() as tg:
         tg.start_soon(slave.serve, pair.master)
-        async with open_device(
+        async with Analyzer(
             pair.path, protocol=RTU, address=ADDRESS, timeout=0.1, inter_frame_idle=0.002
         ) as analyser:
             slave.requests.clear()

@@ -19,7 +19,7 @@ from ophyd_servomex.codec.errors import (
     ServomexTimeoutError,
 )
 from ophyd_servomex.codec.models import ChannelId, Frame, ProtocolKind
-from ophyd_servomex.driver import Analyzer, Subscription, open_device
+from ophyd_servomex.driver import Analyzer, Subscription
 from ophyd_servomex.sim import (
     DEFAULT_GARBAGE,
     Fault,
@@ -39,7 +39,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def device(sim: SimHandle) -> Analyzer:
-    return open_device(sim.port, protocol=MODE, timeout=0.5, expected_period=0.05)
+    return Analyzer(sim.port, protocol=MODE, timeout=0.5, expected_period=0.05)
 
 
 def good_lines_sent(sim: SimHandle) -> list[bytes]:
@@ -123,7 +123,7 @@ async def test_an_error_sample_appears_in_the_stream() -> None:
         assert [s.ok for s in samples].count(False) == 1
         bad = next(s for s in samples if not s.ok)
         assert isinstance(bad.error, ServomexChecksumError)
-        assert bad.name == sim.port
+        assert bad.device == sim.port
         assert session.errors == 1
 
 
@@ -141,7 +141,7 @@ async def test_a_missed_or_late_broadcast_is_just_waited_for() -> None:
 async def test_joining_mid_frame_skips_the_fragment_without_counting_it() -> None:
     capture = (FIXTURES / "continuous_4100_idle_5ch.bin").read_bytes()
     client, peer = memory_transport_pair(port="memory://capture")
-    async with open_device(client, protocol=MODE, expected_period=0.05, identify=False) as a:
+    async with Analyzer(client, protocol=MODE, expected_period=0.05, identify=False) as a:
         subscription = a.subscribe()
         await peer.send(capture[100:])  # join half-way through frame 0 (LF-only capture)
         frames = await collect(subscription, 5)
@@ -184,7 +184,7 @@ async def test_a_pulled_cable_delivers_every_frame_then_the_error() -> None:
 async def test_no_frame_in_time_suggests_a_modbus_mode() -> None:
     async with (
         serve_pty(quiet_config(ProtocolKind.MODBUS_RTU)) as sim,
-        open_device(
+        Analyzer(
             sim.port, protocol=MODE, timeout=0.1, expected_period=0.1, identify=False
         ) as analyser,
     ):

@@ -20,7 +20,7 @@ from ophyd_servomex.codec.errors import (
 )
 from ophyd_servomex.codec.modbus_frames import crc16, encode_ascii, encode_rtu, lrc
 from ophyd_servomex.codec.models import ProtocolKind
-from ophyd_servomex.driver import Analyzer, open_device
+from ophyd_servomex.driver import Analyzer
 from ophyd_servomex.sim import Fault, SimAnalyser, SimHandle, bench_channels, serve_pty
 from ophyd_servomex.transport import open_pty_pair
 
@@ -38,7 +38,7 @@ FAST = {"timeout": 0.2, "inter_frame_idle": 0.005, "identify": False}
 
 def device(sim: SimHandle, mode: ProtocolKind = RTU, **options: object) -> Analyzer:
     settings = {**FAST, **options}
-    return open_device(sim.port, protocol=mode, address=ADDRESS, **settings)
+    return Analyzer(sim.port, protocol=mode, address=ADDRESS, **settings)
 
 
 async def assert_polls_clean(analyser: Analyzer, mode: ProtocolKind = RTU) -> None:
@@ -76,7 +76,7 @@ async def test_bad_checksums_on_every_attempt_raise_a_checksum_error(mode: Proto
             assert (error.expected, error.actual) == (body[-1], lrc(body[:-1]))
             assert error.context.request == b":1E040000004698\r\n"
         assert error.expected != error.actual
-        assert (error.context.function, error.context.register) == (4, 0)
+        assert (error.context.function_code, error.context.register) == (4, 0)
         assert (error.context.address, error.context.port) == (ADDRESS, sim.port)
         assert error.context.protocol == mode.value
         assert analyser.dropped_frames == 1
@@ -131,7 +131,7 @@ async def test_a_coil_write_whose_reply_is_lost_is_never_retried() -> None:
         sim.faults.inject(Fault.DROP)  # the reply to FC05 ON
         with pytest.raises(ServomexTimeoutError, match="1 attempt") as info:
             await analyser.start_calibration(1, confirm=True)
-        assert info.value.context.function == 5
+        assert info.value.context.function_code == 5
         # ON once (it arrived: the group started), then OFF so the coil is not left at 1
         assert requests(sim) == [coil_on, coil_off]
         assert sim.analyser.calibrating_group == 1
@@ -184,7 +184,7 @@ async def test_a_busy_port_is_refused_with_a_connection_error_naming_it() -> Non
 
 async def test_a_missing_port_is_refused_with_a_connection_error_naming_it() -> None:
     with pytest.raises(ServomexConnectionError) as info:
-        async with open_device("/dev/does-not-exist-servomex", protocol=RTU):
+        async with Analyzer("/dev/does-not-exist-servomex", protocol=RTU):
             pass
     assert info.value.context.port == "/dev/does-not-exist-servomex"
 
@@ -198,21 +198,21 @@ async def test_exception_01_is_an_illegal_function_error_with_its_context() -> N
     )
     async with open_pty_pair() as pair, anyio.create_task_group() as tg:
         tg.start_soon(slave.serve, pair.master)
-        async with open_device(pair.path, protocol=RTU, address=ADDRESS, **FAST) as analyser:
+        async with Analyzer(pair.path, protocol=RTU, address=ADDRESS, **FAST) as analyser:
             with pytest.raises(ServomexIllegalFunctionError) as info:
                 await analyser.poll()
             error = info.value
             assert error.exception_code == 1
             ctx = error.context
             assert (ctx.port, ctx.protocol, ctx.address) == (pair.path, "modbus-rtu", ADDRESS)
-            assert (ctx.function, ctx.register) == (4, 0)
+            assert (ctx.function_code, ctx.register) == (4, 0)
             assert ctx.request == SWEEP_RTU[0]
             assert ctx.response == encode_rtu(ADDRESS, b"\x84\x01")
             assert slave.requests == [SWEEP_RTU[0]]  # an exception is an answer: no retry
             with pytest.raises(ServomexIllegalFunctionError) as info:
                 await analyser.read_channel("I2")
             ctx = info.value.context
-            assert (ctx.channel, ctx.function, ctx.register) == ("I2", 4, 7)
+            assert (ctx.channel, ctx.function_code, ctx.register) == ("I2", 4, 7)
             # other functions still work
             assert (await analyser.analyser_status()).fault is False
         tg.cancel_scope.cancel()
@@ -225,11 +225,11 @@ async def test_exception_02_is_an_illegal_data_address_error() -> None:
     )
     async with open_pty_pair() as pair, anyio.create_task_group() as tg:
         tg.start_soon(slave.serve, pair.master)
-        async with open_device(pair.path, protocol=RTU, address=ADDRESS, **FAST) as analyser:
+        async with Analyzer(pair.path, protocol=RTU, address=ADDRESS, **FAST) as analyser:
             with pytest.raises(ServomexIllegalDataAddressError) as info:
                 await analyser.analyser_status()
             assert info.value.exception_code == 2
-            assert (info.value.context.function, info.value.context.register) == (2, 1000)
+            assert (info.value.context.function_code, info.value.context.register) == (2, 1000)
         tg.cancel_scope.cancel()
 
 

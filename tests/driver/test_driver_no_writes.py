@@ -16,7 +16,7 @@ from ophyd_servomex.codec.errors import (
     ServomexValidationError,
 )
 from ophyd_servomex.codec.models import ChannelId, ProtocolKind
-from ophyd_servomex.driver import ServomexManager, open_device
+from ophyd_servomex.driver import Analyzer, ServomexManager
 from ophyd_servomex.sim import SimHandle, WireKind, serve_pty
 
 pytestmark = pytest.mark.anyio
@@ -37,7 +37,7 @@ def written(sim: SimHandle) -> list[tuple[int, int]]:
 
 async def test_no_public_method_writes_without_confirmation() -> None:
     async with serve_pty(quiet_config(RTU)) as sim:
-        async with open_device(sim.port, protocol=RTU, address=ADDRESS, **FAST) as a:
+        async with Analyzer(sim.port, protocol=RTU, address=ADDRESS, **FAST) as a:
             await a.identify()
             await a.poll()
             await a.poll_samples()
@@ -54,6 +54,15 @@ async def test_no_public_method_writes_without_confirmation() -> None:
             for group in (1, 2, 3, 4):
                 with pytest.raises(ServomexConfirmationRequiredError):
                     await a.start_calibration(group)
+            # only confirm=True itself: truthy strings, numbers, containers, numpy bools refused
+            for truthy in ("true", "yes", 1, 1.0, 0.5, [True], (True,), {"confirm": True}):
+                with pytest.raises(ServomexConfirmationRequiredError):
+                    await a.start_calibration(1, confirm=truthy)  # type: ignore[arg-type]
+                with pytest.raises(ServomexConfirmationRequiredError):
+                    await a.stop_calibration(confirm=truthy)  # type: ignore[arg-type]
+            numpy = pytest.importorskip("numpy")
+            with pytest.raises(ServomexConfirmationRequiredError):
+                await a.start_calibration(1, confirm=numpy.bool_(True))  # type: ignore[arg-type]
             with pytest.raises(ServomexConfirmationRequiredError):
                 await a.stop_calibration()
             client = a.modbus
@@ -63,8 +72,8 @@ async def test_no_public_method_writes_without_confirmation() -> None:
             for coil in (-1, 4, 5, 7, 9, 10, 100, True):
                 with pytest.raises(ServomexValidationError, match="not a calibration coil"):
                     await client.pulse_coil(coil)
-        async with ServomexManager() as manager:
-            await manager.add("a", sim.port, protocol=RTU, address=ADDRESS, **FAST)
+        async with ServomexManager(inter_frame_idle=FAST["inter_frame_idle"]) as manager:
+            await manager.add("a", sim.port, protocol=RTU, address=ADDRESS, timeout=FAST["timeout"])
             await manager.poll()
             await manager.poll_samples()
         assert len(sim.log.events(WireKind.REQUEST)) > 60
@@ -73,7 +82,7 @@ async def test_no_public_method_writes_without_confirmation() -> None:
 
 async def test_confirmed_calibration_writes_only_its_coil() -> None:
     async with serve_pty(quiet_config(RTU)) as sim:
-        async with open_device(sim.port, protocol=RTU, address=ADDRESS, **FAST) as a:
+        async with Analyzer(sim.port, protocol=RTU, address=ADDRESS, **FAST) as a:
             for group in (1, 2, 3, 4):
                 await a.start_calibration(group, confirm=True)
             await a.stop_calibration(confirm=True)
@@ -84,4 +93,4 @@ async def test_confirmed_calibration_writes_only_its_coil() -> None:
 @pytest.mark.parametrize("port", [None, 5, b"/dev/ttyUSB0", 3.0])
 def test_a_port_of_the_wrong_type_is_refused_before_any_byte(port: object) -> None:
     with pytest.raises(ServomexValidationError, match="port must be a port string"):
-        open_device(port, protocol=RTU)  # type: ignore[arg-type]
+        Analyzer(port, protocol=RTU)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import pytest
 from driverhelpers import ADDRESS, bench_values
 
 from ophyd_servomex.codec.models import ProtocolKind, SerialSettings
-from ophyd_servomex.driver import open_device
+from ophyd_servomex.driver import Analyzer
 from ophyd_servomex.sim import SimConfig, WireKind, serve_pty
 
 pytestmark = pytest.mark.anyio
@@ -27,10 +27,10 @@ async def poll_run(mode: ProtocolKind, polls: int) -> None:
         noisy=False,
         seed=3,
         realistic_timing=True,
-        settings=SerialSettings(baudrate=19200),
+        settings=SerialSettings("", baudrate=19200),
     )
     async with serve_pty(config) as sim:
-        async with open_device(sim.port, protocol=mode, address=ADDRESS) as analyser:
+        async with Analyzer(sim.port, protocol=mode, address=ADDRESS) as analyser:
             for _ in range(polls):
                 frame = await analyser.poll()
                 assert frame.values == bench_values(mode)

@@ -17,7 +17,7 @@ from pymodbuspeer import PymodbusPeer, serving, slot_registers
 from ophyd_servomex.codec.modbus_frames import encode_ascii, encode_rtu
 from ophyd_servomex.codec.models import ChannelId, ChannelStatus, ProtocolKind, Unit
 from ophyd_servomex.codec.registers import gap_free_plan
-from ophyd_servomex.driver import open_device
+from ophyd_servomex.driver import Analyzer
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +63,7 @@ async def test_holes_in_the_map_fall_back_to_gap_free_reads_of_the_populated_slo
     slave = peer()
     async with (
         serving(slave, mode) as path,
-        open_device(path, protocol=mode, address=ADDRESS, inter_frame_idle=0.005) as analyser,
+        Analyzer(path, protocol=mode, address=ADDRESS, inter_frame_idle=0.005) as analyser,
     ):
         assert analyser.modbus is not None
         assert analyser.modbus.fallback_channels == POPULATED

@@ -29,7 +29,7 @@ from ophyd_servomex.codec.models import (
     Reading,
     Unit,
 )
-from ophyd_servomex.driver import open_device
+from ophyd_servomex.driver import Analyzer
 
 pytestmark = pytest.mark.anyio
 
@@ -124,7 +124,7 @@ async def test_a_fully_populated_unit_reads_exactly(mode: ProtocolKind) -> None:
     slave = peer()
     async with (
         serving(slave, mode) as path,
-        open_device(path, protocol=mode, address=ADDRESS, inter_frame_idle=0.005) as analyser,
+        Analyzer(path, protocol=mode, address=ADDRESS, inter_frame_idle=0.005) as analyser,
     ):
         assert analyser.info is not None
         assert analyser.info.channels == tuple(

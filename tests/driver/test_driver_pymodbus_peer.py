@@ -20,7 +20,7 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from ophyd_servomex.codec.models import CalPhase, ChannelId, ProtocolKind, Unit
-from ophyd_servomex.driver import Analyzer, open_device
+from ophyd_servomex.driver import Analyzer
 
 pytestmark = pytest.mark.anyio
 
@@ -102,7 +102,7 @@ async def pymodbus_analyser(mode: ProtocolKind) -> AsyncIterator[tuple[Peer, Ana
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve_forever)
             await anyio.sleep(0.2)  # let pymodbus open its end
-            async with open_device(bridge.path_a, protocol=mode, address=ADDRESS) as analyser:
+            async with Analyzer(bridge.path_a, protocol=mode, address=ADDRESS) as analyser:
                 yield peer, analyser
             await server.shutdown()
             tg.cancel_scope.cancel()
@@ -157,5 +157,7 @@ async def test_every_modbus_method_against_pymodbus(mode: ProtocolKind) -> None:
             (1, 8, None),
             (5, 8, [False]),
         ]
-        samples = [s async for s in analyser.stream(rate_hz=20, count=2)]
-        assert [s.ok for s in samples] == [True, True]
+        async with analyser.stream(rate_hz=20, count=2 * len(frame.readings)) as session:
+            samples = [s async for s in session]
+        assert [s.ok for s in samples] == [True] * (2 * len(frame.readings))
+        assert [(s.channel, s.value) for s in samples] == 2 * list(frame.values.items())

@@ -8,7 +8,7 @@ from driverhelpers import bench_values, quiet_config
 
 from ophyd_servomex.codec.errors import ServomexValidationError
 from ophyd_servomex.codec.models import ChannelId, Frame, ProtocolKind
-from ophyd_servomex.driver import ModbusLine, open_device
+from ophyd_servomex.driver import Analyzer, ModbusLine
 from ophyd_servomex.sim import WireKind, serve_pty
 from ophyd_servomex.transport import open_transport
 
@@ -25,8 +25,8 @@ async def test_two_analysers_on_one_line_never_overlap() -> None:
         try:
             async with (
                 ModbusLine(transport, protocol=RTU, inter_frame_idle=0.005) as line,
-                open_device(line, address=30) as first,
-                open_device(line, address=31) as second,
+                Analyzer(line, address=30) as first,
+                Analyzer(line, address=31) as second,
             ):
                 assert (first.protocol, second.protocol) == (RTU, RTU)
                 frames: dict[int, list[Frame]] = {30: [], 31: []}
@@ -61,6 +61,6 @@ async def test_a_shared_line_refuses_another_protocol() -> None:
         try:
             async with ModbusLine(transport, protocol=RTU) as line:
                 with pytest.raises(ServomexValidationError, match="modbus-rtu"):
-                    open_device(line, protocol=ProtocolKind.MODBUS_ASCII)
+                    Analyzer(line, protocol=ProtocolKind.MODBUS_ASCII)
         finally:
             await transport.aclose()

@@ -15,7 +15,7 @@ import pytest
 from driverhelpers import ADDRESS
 
 from ophyd_servomex.codec.models import ProtocolKind, SerialSettings
-from ophyd_servomex.driver import ServomexManager, open_device
+from ophyd_servomex.driver import Analyzer, ServomexManager
 from ophyd_servomex.driver.modbus import wire_allowance
 from ophyd_servomex.sim import Fault, SimConfig, SimHandle, WireKind, serve_pty
 
@@ -30,7 +30,7 @@ def realistic(mode: ProtocolKind, baud: int = 19200, **changes: object) -> SimCo
         "noisy": False,
         "seed": 1,
         "realistic_timing": True,
-        "settings": SerialSettings(baudrate=baud),
+        "settings": SerialSettings("", baudrate=baud),
     }
     options.update(changes)
     return SimConfig(**options)  # type: ignore[arg-type]
@@ -44,7 +44,7 @@ def dropped(sim: SimHandle) -> list[str]:
 @pytest.mark.parametrize("mode", [RTU, ASCII])
 async def test_auto_then_polls_keep_50_ms_before_every_request(mode: ProtocolKind) -> None:
     async with serve_pty(realistic(mode)) as sim:
-        async with open_device(sim.port, address=ADDRESS) as analyser:
+        async with Analyzer(sim.port, address=ADDRESS) as analyser:
             assert analyser.protocol is mode
             for _ in range(5):
                 await analyser.poll()
@@ -59,7 +59,7 @@ async def test_auto_then_polls_keep_50_ms_before_every_request(mode: ProtocolKin
 
 async def test_retry_after_a_timeout_keeps_the_silence() -> None:
     async with serve_pty(realistic(RTU)) as sim:
-        async with open_device(sim.port, protocol=RTU, address=ADDRESS, timeout=0.2) as analyser:
+        async with Analyzer(sim.port, protocol=RTU, address=ADDRESS, timeout=0.2) as analyser:
             sim.faults.inject(Fault.DROP, count=2)
             await analyser.poll()  # the first read is answered on its third attempt
             await analyser.poll()
@@ -86,10 +86,10 @@ async def test_two_analysers_on_one_line_through_the_manager() -> None:
 @pytest.mark.parametrize(("mode", "baud"), [(RTU, 9600), (RTU, 2400), (ASCII, 2400)])
 async def test_slow_lines_work_with_the_default_timeout(mode: ProtocolKind, baud: int) -> None:
     """At 2400 baud the ASCII reply to the full FC04 read takes 1.2 s on the wire alone."""
-    settings = SerialSettings(baudrate=baud)
+    settings = SerialSettings("", baudrate=baud)
     async with serve_pty(realistic(mode, baud)) as sim:
         with anyio.fail_after(20):
-            async with open_device(
+            async with Analyzer(
                 sim.port, protocol=mode, address=ADDRESS, serial_settings=settings
             ) as analyser:
                 frame = await analyser.poll()

@@ -11,7 +11,7 @@ from ophyd_servomex.codec.errors import (
     ServomexValidationError,
 )
 from ophyd_servomex.codec.models import ProtocolKind
-from ophyd_servomex.driver import open_device
+from ophyd_servomex.driver import Analyzer
 from ophyd_servomex.sim import serve_pty
 
 pytestmark = pytest.mark.anyio
@@ -55,7 +55,7 @@ async def test_requests_match_the_worked_examples(mode: ProtocolKind) -> None:
     config = quiet_config(mode)
     async with (
         serve_pty(config) as sim,
-        open_device(
+        Analyzer(
             sim.port, protocol=mode, address=ADDRESS, identify=False, inter_frame_idle=0.005
         ) as analyser,
     ):
@@ -81,7 +81,7 @@ async def test_requests_match_the_worked_examples(mode: ProtocolKind) -> None:
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m.value)
 async def test_gates_raise_in_order_before_any_byte(mode: ProtocolKind) -> None:
     async with serve_pty(quiet_config(mode, period=0.0)) as sim:  # period 0: output off
-        async with open_device(sim.port, protocol=mode, address=ADDRESS, identify=False) as a:
+        async with Analyzer(sim.port, protocol=mode, address=ADDRESS, identify=False) as a:
             # safety first: no confirm, even with a bad group, in any mode
             for call in (
                 a.start_calibration(1),

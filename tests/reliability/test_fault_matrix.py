@@ -56,7 +56,7 @@ from ophyd_servomex.codec.modbus_frames import (
     encode_rtu,
 )
 from ophyd_servomex.codec.models import ChannelId, Frame, ProtocolKind
-from ophyd_servomex.driver import Analyzer, Subscription, open_device
+from ophyd_servomex.driver import Analyzer, Subscription
 from ophyd_servomex.sim import (
     Delivery,
     Fault,
@@ -225,7 +225,7 @@ def nothing(sim: SimHandle) -> None:
 async def continuous_case(fault: Inject, act: Act | None = None) -> Observed:
     """Listen to the broadcast, inject the fault, keep listening; compare with the log."""
     async with serve_pty(continuous_config()) as sim:
-        analyser = open_device(sim.port, protocol=CONTINUOUS, timeout=0.5, expected_period=PERIOD)
+        analyser = Analyzer(sim.port, protocol=CONTINUOUS, timeout=0.5, expected_period=PERIOD)
         subscription = analyser.subscribe(buffer_size=1000)  # before any frame can arrive
         pacer = analyser.subscribe()
         async with analyser:
@@ -266,7 +266,7 @@ async def continuous_case(fault: Inject, act: Act | None = None) -> Observed:
 async def open_the_port_again(sim: SimHandle, analyser: Analyzer) -> object:
     """A second client tries the port the first one holds."""
     with pytest.raises(ServomexConnectionError) as info:
-        async with open_device(sim.port, protocol=CONTINUOUS, expected_period=PERIOD):
+        async with Analyzer(sim.port, protocol=CONTINUOUS, expected_period=PERIOD):
             pass
     assert info.value.context.port == sim.port
     assert sim.port in str(info.value)
@@ -278,7 +278,7 @@ async def mid_frame_join() -> Observed:
     async with serve_memory(continuous_config()) as sim:
         link = JoinedLate(sim.transport, skip=100)
         fault_time = time.monotonic()
-        analyser = open_device(link, protocol=CONTINUOUS, timeout=0.5, expected_period=PERIOD)
+        analyser = Analyzer(link, protocol=CONTINUOUS, timeout=0.5, expected_period=PERIOD)
         subscription = analyser.subscribe(buffer_size=1000)  # before any frame can arrive
         pacer = analyser.subscribe()
         async with analyser:
@@ -345,7 +345,7 @@ async def modbus_case(
     """Poll, inject the fault, make the faulted call, poll again; compare with the log."""
     settings = FAST_MODBUS | (options or {})
     async with server(modbus_config(mode, **(config or {}))) as sim:
-        async with open_device(sim.port, protocol=mode, address=ADDRESS, **settings) as analyser:
+        async with Analyzer(sim.port, protocol=mode, address=ADDRESS, **settings) as analyser:
             subscription = analyser.subscribe(buffer_size=1000)
             polled = [await analyser.poll() for _ in range(POLLS_BEFORE)]
             fault_time = time.monotonic()

@@ -30,7 +30,7 @@ from reliabilityhelpers import SimulatorProcess
 
 from ophyd_servomex.codec.continuous import parse_frame
 from ophyd_servomex.codec.models import ChannelId, ProtocolKind
-from ophyd_servomex.driver import open_device
+from ophyd_servomex.driver import Analyzer
 from ophyd_servomex.sim import SimChannel, SimConfig, bench_channels
 
 pytestmark = pytest.mark.slow
@@ -88,7 +88,7 @@ async def receive(port: str, count: int) -> dict[str, Any]:
     What the test keeps (each line and value) goes into one bytearray and one array
     allocated here, and allocations made in this file are left out of the measurement.
     """
-    analyser = open_device(
+    analyser = Analyzer(
         port, protocol=CONTINUOUS, timeout=2.0, expected_period=DRIVER_PERIOD, identify=False
     )
     subscription = analyser.subscribe(buffer_size=4096)  # before the first frame arrives

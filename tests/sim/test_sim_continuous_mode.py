@@ -82,7 +82,7 @@ async def test_input_is_ignored_and_logged() -> None:
 
 
 async def test_realistic_timing_paces_the_frame() -> None:
-    settings = SerialSettings(baudrate=19200)
+    settings = SerialSettings("", baudrate=19200)
     async with serve_memory(config(1.0, noisy=False, realistic_timing=True)) as sim:
         t0 = anyio.current_time()
         chunks = []

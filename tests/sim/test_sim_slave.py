@@ -122,7 +122,7 @@ def test_bus_validation() -> None:
 
 
 async def test_realistic_timing_turnaround_wire_time_and_drops() -> None:
-    settings = SerialSettings(baudrate=9600)
+    settings = SerialSettings("", baudrate=9600)
     config = SimConfig(noisy=False, realistic_timing=True, settings=settings, seed=1)
     request = bytes.fromhex("1E 04 00 00 00 46 73 97")
     async with serve_memory(config) as sim:

@@ -109,10 +109,10 @@ async def test_using_a_closed_end_raises_transport_closed() -> None:
 
 
 async def test_typed_attributes_publish_port_settings_and_baud() -> None:
-    a, _ = memory_transport_pair(port="memory://x", settings=SerialSettings(baudrate=9600))
+    a, _ = memory_transport_pair(port="memory://x", settings=SerialSettings("", baudrate=9600))
     assert a.port == "memory://x"
     assert a.extra(TransportAttribute.port) == "memory://x"
-    assert a.extra(TransportAttribute.settings) == SerialSettings(baudrate=9600)
+    assert a.extra(TransportAttribute.settings) == SerialSettings("", baudrate=9600)
     assert a.extra(SerialStreamAttribute.config).baudrate == 9600
     bare, _ = memory_transport_pair()
     assert bare.settings is None

@@ -40,12 +40,12 @@ class Counting(NonClosing):
 
 
 async def test_non_closing_leaves_the_inner_transport_open() -> None:
-    a, b = memory_transport_pair(settings=SerialSettings(baudrate=9600))
+    a, b = memory_transport_pair(settings=SerialSettings("", baudrate=9600))
     lent = NonClosing(a)
     assert lent.inner is a
     assert lent.port == a.port
-    assert lent.settings == SerialSettings(baudrate=9600)
-    assert lent.extra(TransportAttribute.settings) == SerialSettings(baudrate=9600)
+    assert lent.settings == SerialSettings("", baudrate=9600)
+    assert lent.extra(TransportAttribute.settings) == SerialSettings("", baudrate=9600)
     assert repr(lent) == "NonClosing(MemoryTransport('memory://'))"
     await lent.send(b"via wrapper")
     assert await b.receive() == b"via wrapper"
@@ -58,7 +58,7 @@ async def test_non_closing_leaves_the_inner_transport_open() -> None:
 
 
 async def test_a_bus_closing_a_lent_transport_leaves_it_open() -> None:
-    a, b = memory_transport_pair(settings=SerialSettings())
+    a, b = memory_transport_pair(settings=SerialSettings(""))
     slave = MockSlave(address=30)
     slave.input_registers[0:2] = [0x41A3, 0x0000]
     lent = Counting(a)

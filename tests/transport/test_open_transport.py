@@ -83,7 +83,7 @@ async def test_dispatch_by_port_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(opening_module, "open_tcp", fake("tcp"))
     monkeypatch.setattr(opening_module, "open_rfc2217", fake("rfc2217"))
     monkeypatch.setattr(opening_module, "open_serial", fake("serial"))
-    settings = SerialSettings(baudrate=9600)
+    settings = SerialSettings("", baudrate=9600)
     assert await open_transport("socket://h:1", settings) is transport
     assert await open_transport("rfc2217://h:2") is transport
     assert await open_transport("/dev/ttyUSB0", exclusive=False) is transport

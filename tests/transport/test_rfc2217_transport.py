@@ -39,7 +39,7 @@ async def test_bytes_round_trip_through_the_bridge(rfc2217_bridge_factory: Any) 
             client = await open_transport(bridge.url)
             assert isinstance(client, Rfc2217Transport)
             assert client.port == bridge.url
-            assert client.settings == SerialSettings()
+            assert client.settings == SerialSettings(bridge.url)
             # 0xFF is Telnet's IAC: it must cross the link escaped and arrive intact
             request = bytes.fromhex("1e 04 00 00 00 46 ff 5a")
             await client.send(request)
@@ -54,7 +54,7 @@ async def test_settings_are_applied_through_rfc2217(rfc2217_bridge_factory: Any)
     with anyio.fail_after(20):
         async with open_pty_pair() as pair:
             bridge = rfc2217_bridge_factory(pair.path)
-            settings = SerialSettings(baudrate=9600, bytesize=7, parity="E", stopbits=2)
+            settings = SerialSettings("", baudrate=9600, bytesize=7, parity="E", stopbits=2)
             client = await open_transport(bridge.url, settings)
             assert client.settings == settings
             assert bridge.serial.baudrate == 9600

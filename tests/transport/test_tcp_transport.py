@@ -66,9 +66,9 @@ async def test_settings_are_recorded_and_published() -> None:
 
     with anyio.fail_after(5):
         async with tcp_server(idle) as url:
-            client = await open_transport(url, SerialSettings(baudrate=9600))
+            client = await open_transport(url, SerialSettings("", baudrate=9600))
             assert isinstance(client, TcpTransport)
-            assert client.settings == SerialSettings(baudrate=9600)
+            assert client.settings == SerialSettings("", baudrate=9600)
             assert client.extra(SerialStreamAttribute.config).baudrate == 9600
             assert client.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
             await client.aclose()
