@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import anyio
 import anyio.lowlevel
@@ -20,17 +21,17 @@ from ophyd_servomex.codec.errors import (
     ServomexTimeoutError,
     ServomexValidationError,
 )
-from ophyd_servomex.codec.models import ChannelId, ProtocolKind, Sample
+from ophyd_servomex.codec.models import ChannelId, Frame, ProtocolKind, Reading, Sample
 from ophyd_servomex.driver import (
     AcquisitionSummary,
+    Analyzer,
     OverflowPolicy,
     PollSource,
     Recording,
     ServomexManager,
-    open_device,
     record,
 )
-from ophyd_servomex.driver.record import percentile, source_names
+from ophyd_servomex.driver.record import RecordingStream, _record, percentile, source_names
 from ophyd_servomex.sim import Fault, WireKind, serve_memory, serve_tcp
 
 pytestmark = pytest.mark.anyio
@@ -75,30 +76,52 @@ class Timed:
     def names(self) -> tuple[str, ...]:
         return source_names(self.inner)
 
-    async def poll_samples(self) -> list[Sample]:
+    async def poll_samples(
+        self,
+        names: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the PollSource signature)
+    ) -> Sequence[Sample]:
         index = len(self.starts)
         self.starts.append(self.clock())
-        samples = await self.inner.poll_samples()
+        samples = await self.inner.poll_samples(names, timeout)
         if self.latency is not None and self.advance is not None:
             self.advance.now += self.latency(index)
         return samples
 
 
+COUNTER_CHANNELS = (ChannelId.I1, ChannelId.I2)
+"""The channels a :class:`Counter` reads: each poll is a batch of two samples."""
+
+
 class Counter:
-    """A synthetic source: sample *i* has timestamp *i*."""
+    """A synthetic source: poll *i* reads the value *i* on each of its two channels."""
 
     def __init__(self, name: str = "c", fail_at: Sequence[int] = ()) -> None:
         self.name = name
         self.calls = 0
         self.fail_at = set(fail_at)
 
-    async def poll_samples(self) -> list[Sample]:
+    async def poll_samples(
+        self,
+        names: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the PollSource signature)
+    ) -> list[Sample]:
         index = self.calls
         self.calls += 1
         await anyio.lowlevel.checkpoint()
         if index in self.fail_at:
             raise ServomexConnectionError(f"link lost at poll {index}")
-        return [Sample(name=self.name, timestamp=float(index))]
+        readings = tuple(Reading(channel, float(index)) for channel in COUNTER_CHANNELS)
+        return Frame(readings, protocol=RTU).as_samples(self.name)
+
+
+def poll_index(batch: Sequence[Sample]) -> float:
+    """The poll a Counter batch came from: one sample per channel, all with its index."""
+    assert [s.channel for s in batch] == list(COUNTER_CHANNELS)
+    assert all(s.ok for s in batch)
+    (index,) = {s.value for s in batch}
+    assert index is not None
+    return index
 
 
 def slots_of(starts: Sequence[float], t0: float, period: float) -> list[int]:
@@ -111,7 +134,7 @@ def slots_of(starts: Sequence[float], t0: float, period: float) -> list[int]:
     return slots
 
 
-async def drain(recording: Recording) -> list[list[Sample]]:
+async def drain(recording: Recording[Sequence[Sample]]) -> list[Sequence[Sample]]:
     return [batch async for batch in recording.stream]
 
 
@@ -122,29 +145,28 @@ async def test_1000_ticks_at_10_hz_against_a_zero_latency_simulator() -> None:
     clock = FakeClock()
     async with (
         serve_memory(quiet_config(RTU, addresses=(30,))) as sim,
-        open_device(sim.transport, protocol=RTU, address=30, inter_frame_idle=0) as analyser,
+        Analyzer(sim.transport, protocol=RTU, address=30, inter_frame_idle=0) as analyser,
     ):
         source = Timed(analyser, clock)
-        async with record(source, rate_hz=10, duration=100, clock=clock, sleep=clock.sleep) as rec:
+        async with _record(source, rate_hz=10, duration=100, clock=clock, sleep=clock.sleep) as rec:
             batches = await drain(rec)
 
     summary = rec.summary
     assert summary.t0 == 1000.0
     assert len(batches) == 1000
     assert (summary.ticks, summary.missed_ticks, summary.late_ticks) == (1000, 0, 0)
-    assert summary.acquired == summary.samples == 1000
+    assert (summary.samples_emitted, summary.samples_late) == (1000, 0)
+    # one sample per channel: the bench unit's five channels in every batch
+    assert summary.acquired == summary.delivered == 5 * 1000
     assert summary.error_samples == summary.dropped == summary.disconnects == 0
     # every tick started on its own slot: t0 + k/10, computed absolutely
     assert source.starts == pytest.approx([1000.0 + k / 10 for k in range(1000)], abs=1e-9)
-    assert summary.max_drift == pytest.approx(0.0, abs=1e-9)
-    values = bench_values(RTU)
+    assert summary.max_drift_ms == pytest.approx(0.0, abs=1e-6)
+    values = list(bench_values(RTU).items())
     for batch in batches:
-        assert len(batch) == 1
-        sample = batch[0]
-        assert sample.name == analyser.name
-        assert sample.frame is not None
-        assert sample.frame.values[ChannelId.I1] == values[ChannelId.I1]
-        assert sample.frame.values[ChannelId.I3] == values[ChannelId.I3]
+        assert [(s.channel, s.value) for s in batch] == values
+        assert {s.device for s in batch} == {analyser.name}
+        assert all(s.ok and s.protocol is RTU for s in batch)
     assert sim.log.requests_received == 1 + 3 * 1000  # identify's FC04, then 1000 sweeps
 
 
@@ -163,31 +185,39 @@ async def test_1000_jittered_ticks_stay_within_one_period_of_their_slots(
 ) -> None:
     clock = FakeClock()
     source = Timed(Counter(), clock, jitter, clock)
-    async with record(source, rate_hz=10, ticks=1000, clock=clock, sleep=clock.sleep) as rec:
+    async with _record(source, rate_hz=10, ticks=1000, clock=clock, sleep=clock.sleep) as rec:
         batches = await drain(rec)
 
     period, summary = 0.1, rec.summary
     slots = slots_of(source.starts, 1000.0, period)  # each start within one period
     assert slots == sorted(set(slots))
     assert slots[-1] == 999  # the last slot is still slot 999: nothing accumulated
-    assert summary.ticks == len(batches) == len(slots)
+    assert summary.ticks == summary.samples_emitted == len(batches) == len(slots)
     assert summary.ticks + summary.missed_ticks == 1000
+    assert [poll_index(b) for b in batches] == [float(i) for i in range(len(batches))]
     drifts = [s - (1000.0 + k * period) for s, k in zip(source.starts, slots, strict=True)]
-    assert summary.max_drift == pytest.approx(max(drifts))
-    assert summary.max_drift < period
+    assert summary.max_drift_ms == pytest.approx(max(drifts) * 1000)
+    assert summary.max_drift_ms < period * 1000
     assert summary.late_ticks == sum(1 for d in drifts if d > 0.5 * period)
     assert summary.late_ticks > 0
-    assert summary.tick_p50 is not None
-    assert summary.tick_p99 is not None
-    assert summary.tick_p50 <= summary.tick_p99 <= 0.160 + 1e-9
+    assert summary.samples_late == summary.late_ticks + summary.missed_ticks
+    # a tick lasts as long as its poll: the percentiles of the polls' times, in ms
+    polls = [jitter(i) for i in range(summary.ticks)]
+    p50, p99 = percentile(polls, 0.5), percentile(polls, 0.99)
+    assert p50 is not None
+    assert p99 is not None
+    assert summary.tick_duration_ms_p50 == pytest.approx(p50 * 1000)
+    assert summary.tick_duration_ms_p99 == pytest.approx(p99 * 1000)
+    assert summary.tick_max_ms == pytest.approx(160.0)
+    assert 0 < summary.tick_duration_ms_p50 <= summary.tick_duration_ms_p99 <= 160.0 + 1e-6
 
 
 async def test_a_late_tick_is_counted_and_does_not_shift_the_next_ones() -> None:
     clock = FakeClock(0.0)
     overrun = {2: 0.17, 5: 0.28}  # poll 2 takes 1.7 periods, poll 5 takes 2.8 periods
     source = Timed(Counter(), clock, lambda i: overrun.get(i, 0.0), clock)
-    async with record(source, rate_hz=10, ticks=10, clock=clock, sleep=clock.sleep) as rec:
-        await drain(rec)
+    async with _record(source, rate_hz=10, ticks=10, clock=clock, sleep=clock.sleep) as rec:
+        batches = await drain(rec)
 
     # slot 3 starts 0.07 s late (late: more than half a period); slot 4 is on time again.
     # The poll of slot 5 ends at 0.78 s: slot 6 has passed entirely (skipped, missed),
@@ -195,7 +225,9 @@ async def test_a_late_tick_is_counted_and_does_not_shift_the_next_ones() -> None
     assert source.starts == pytest.approx([0.0, 0.1, 0.2, 0.37, 0.4, 0.5, 0.78, 0.8, 0.9])
     summary = rec.summary
     assert (summary.ticks, summary.late_ticks, summary.missed_ticks) == (9, 2, 1)
-    assert summary.max_drift == pytest.approx(0.08)
+    assert (summary.samples_emitted, summary.samples_late) == (9, 3)
+    assert [poll_index(b) for b in batches] == [float(i) for i in range(9)]
+    assert summary.max_drift_ms == pytest.approx(80.0)
     assert summary.elapsed == pytest.approx(0.9)
 
 
@@ -213,7 +245,9 @@ def test_every_tick_within_one_period_whatever_the_poll_times(
     async def main() -> tuple[list[float], AcquisitionSummary]:
         clock = FakeClock(12.5)
         source = Timed(Counter(), clock, lambda i: latencies[i % len(latencies)] * period, clock)
-        async with record(source, rate_hz=rate, ticks=total, clock=clock, sleep=clock.sleep) as rec:
+        async with _record(
+            source, rate_hz=rate, ticks=total, clock=clock, sleep=clock.sleep
+        ) as rec:
             await drain(rec)
         return source.starts, rec.summary
 
@@ -223,13 +257,14 @@ def test_every_tick_within_one_period_whatever_the_poll_times(
     assert slots[0] == 0
     assert summary.ticks == len(starts)
     assert summary.ticks + summary.missed_ticks == total
-    assert 0.0 <= summary.max_drift < period
+    assert summary.samples_late == summary.late_ticks + summary.missed_ticks
+    assert 0.0 <= summary.max_drift_ms < period * 1000
 
 
 async def test_a_short_real_time_run_does_not_drift() -> None:
     async with (
         serve_memory(quiet_config(RTU, addresses=(30,))) as sim,
-        open_device(sim.transport, protocol=RTU, address=30, inter_frame_idle=0) as analyser,
+        Analyzer(sim.transport, protocol=RTU, address=30, inter_frame_idle=0) as analyser,
     ):
         source = Timed(analyser, anyio.current_time)
         async with record(source, rate_hz=50, duration=2.0) as rec:
@@ -246,8 +281,9 @@ async def test_a_short_real_time_run_does_not_drift() -> None:
         s - (summary.t0 + k * period) for s, k in zip(source.starts, slots, strict=True)
     )
     assert drifts[len(drifts) // 2] < period / 2
-    assert summary.max_drift < period
-    assert all(batch[0].ok for batch in batches)
+    assert summary.max_drift_ms < period * 1000
+    assert summary.acquired == 5 * summary.ticks  # five channels a sweep
+    assert all(len(batch) == 5 and all(s.ok for s in batch) for batch in batches)
 
 
 # --- overflow -----------------------------------------------------------------------------
@@ -255,10 +291,10 @@ async def test_a_short_real_time_run_does_not_drift() -> None:
 
 async def run_unread(
     policy: OverflowPolicy, *, ticks: int = 10, size: int = 3
-) -> tuple[Recording, list[float]]:
+) -> tuple[Recording[Sequence[Sample]], list[float]]:
     """Record ``ticks`` ticks without reading until the producer has finished; then read."""
     clock = FakeClock()
-    async with record(
+    async with _record(
         Counter(),
         rate_hz=10,
         ticks=ticks,
@@ -269,7 +305,7 @@ async def run_unread(
     ) as rec:
         await anyio.wait_all_tasks_blocked()  # the producer ran every tick and ended
         assert rec.summary.finished
-        kept = [batch[0].timestamp for batch in await drain(rec)]
+        kept = [poll_index(batch) for batch in await drain(rec)]
     return rec, kept
 
 
@@ -277,21 +313,24 @@ async def test_drop_newest_keeps_the_first_batches() -> None:
     rec, kept = await run_unread(OverflowPolicy.DROP_NEWEST)
     assert kept == [0.0, 1.0, 2.0]
     summary = rec.summary
-    assert (summary.ticks, summary.dropped, summary.dropped_samples) == (10, 7, 7)
-    assert (summary.acquired, summary.samples) == (10, 3)
+    assert (summary.ticks, summary.dropped, summary.dropped_samples) == (10, 7, 14)
+    assert (summary.acquired, summary.delivered) == (20, 6)  # two channels a batch
+    # every tick's batch was emitted; the seven dropped ones count as late (none ran late)
+    assert (summary.samples_emitted, summary.samples_late, summary.late_ticks) == (10, 7, 0)
 
 
 async def test_drop_oldest_keeps_the_newest_batches() -> None:
     rec, kept = await run_unread(OverflowPolicy.DROP_OLDEST)
     assert kept == [7.0, 8.0, 9.0]
     summary = rec.summary
-    assert (summary.ticks, summary.dropped, summary.dropped_samples) == (10, 7, 7)
-    assert (summary.acquired, summary.samples) == (10, 3)
+    assert (summary.ticks, summary.dropped, summary.dropped_samples) == (10, 7, 14)
+    assert (summary.acquired, summary.delivered) == (20, 6)
+    assert (summary.samples_emitted, summary.samples_late, summary.late_ticks) == (10, 7, 0)
 
 
 async def test_block_loses_nothing_and_a_slow_consumer_costs_ticks() -> None:
     clock = FakeClock(0.0)
-    async with record(
+    async with _record(
         Counter(),
         rate_hz=10,
         ticks=20,
@@ -302,16 +341,19 @@ async def test_block_loses_nothing_and_a_slow_consumer_costs_ticks() -> None:
     ) as rec:
         await anyio.wait_all_tasks_blocked()  # the producer filled the buffer and waits
         assert rec.summary.ticks == 3  # two buffered, the third waits for room
+        assert isinstance(rec.stream, RecordingStream)
         assert len(rec.stream) == 2
         kept = []
         async for batch in rec.stream:
-            kept.append(batch[0].timestamp)
+            kept.append(poll_index(batch))
             clock.now += 0.25  # the consumer takes two and a half periods per batch
     summary = rec.summary
     assert kept == [float(i) for i in range(summary.ticks)]  # in order, none lost
-    assert summary.dropped == 0
+    assert summary.dropped == summary.dropped_samples == 0
+    assert summary.delivered == summary.acquired == 2 * summary.ticks
     assert summary.missed_ticks > 0
     assert summary.ticks + summary.missed_ticks == 20
+    assert summary.samples_late == summary.late_ticks + summary.missed_ticks
 
 
 # --- timeouts, lost links and reconnection ------------------------------------------------
@@ -325,36 +367,47 @@ class Slow:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    async def poll_samples(self) -> list[Sample]:
+    async def poll_samples(
+        self,
+        names: Sequence[str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (ignored: the recording bounds it)
+    ) -> list[Sample]:
         await anyio.sleep(self.seconds)
-        return [Sample(name=self.name, timestamp=0.0)]
+        return Frame((Reading(ChannelId.I1, 1.0),), protocol=RTU).as_samples(self.name)
 
 
 async def test_a_poll_over_the_timeout_becomes_an_error_batch() -> None:
-    async with record(Slow(10.0), rate_hz=20, ticks=2, timeout=0.05) as rec:
+    # two slots (0.2 s at 10 Hz): each poll is cut after 0.05 s, well inside its period
+    async with record(Slow(10.0), rate_hz=10, duration=0.2, timeout=0.05) as rec:
         batches = await drain(rec)
-    assert [[s.name for s in b] for b in batches] == [["slow"], ["slow"]]
+    assert [[s.device for s in b] for b in batches] == [["slow"], ["slow"]]
     for batch in batches:
-        assert isinstance(batch[0].error, ServomexTimeoutError)
-        assert "0.05 s" in str(batch[0].error)
-    assert (rec.summary.timeouts, rec.summary.error_samples) == (2, 2)
+        (sample,) = batch
+        assert isinstance(sample.error, ServomexTimeoutError)
+        assert "0.05 s" in str(sample.error)
+        assert (sample.channel, sample.reading, sample.value) == (None, None, None)
+        assert not sample.ok
+    summary = rec.summary
+    assert (summary.timeouts, summary.error_samples, summary.acquired) == (2, 2, 2)
+    assert (summary.ticks, summary.samples_emitted, summary.missed_ticks) == (2, 2, 0)
 
 
 async def test_a_lost_link_ends_the_recording_after_the_batches_already_polled() -> None:
     clock = FakeClock()
-    async with record(
+    async with _record(
         Counter(fail_at=[3]), rate_hz=10, ticks=10, clock=clock, sleep=clock.sleep
     ) as rec:
         seen: list[float] = []
 
         async def read_all() -> None:
             async for batch in rec.stream:
-                seen.append(batch[0].timestamp)
+                seen.append(poll_index(batch))
 
         with pytest.raises(ServomexConnectionError, match="link lost at poll 3"):
             await read_all()
     assert seen == [0.0, 1.0, 2.0]
     assert rec.summary.disconnects == 1
+    assert (rec.summary.samples_emitted, rec.summary.delivered) == (3, 6)
     assert isinstance(rec.summary.error, ServomexConnectionError)
     assert rec.summary.finished
 
@@ -377,7 +430,7 @@ async def test_reconnect_swaps_in_a_new_source() -> None:
         finally:
             closed.append(name)
 
-    async with record(
+    async with _record(
         Counter(fail_at=[2]),
         rate_hz=10,
         ticks=8,
@@ -389,52 +442,106 @@ async def test_reconnect_swaps_in_a_new_source() -> None:
         batches = await drain(rec)
 
     kinds = [
-        ("ok" if b[0].error is None else type(b[0].error).__name__, b[0].name) for b in batches
+        [("ok" if s.error is None else type(s.error).__name__, s.device) for s in b]
+        for b in batches
     ]
+    ok = [("ok", "c")] * 2  # a Counter batch: one sample per channel
     assert kinds == [
-        ("ok", "c"),
-        ("ok", "c"),
-        ("ServomexConnectionError", "c"),  # the lost link itself
-        ("ServomexConnectionError", "c"),  # reconnection failed: "still down"
-        ("ok", "c"),
-        ("ok", "c"),
-        ("ok", "c"),
-        ("ok", "c"),
+        ok,
+        ok,
+        [("ServomexConnectionError", "c")],  # the lost link itself: one error sample
+        [("ServomexConnectionError", "c")],  # reconnection failed: "still down"
+        ok,
+        ok,
+        ok,
+        ok,
     ]
     assert "still down" in str(batches[3][0].error)
-    assert [b[0].timestamp for b in batches[4:]] == [0.0, 1.0, 2.0, 3.0]  # the new source
+    assert [b[0].channel for b in batches[2:4]] == [None, None]
+    assert [poll_index(b) for b in batches[:2]] == [0.0, 1.0]
+    assert [poll_index(b) for b in batches[4:]] == [0.0, 1.0, 2.0, 3.0]  # the new source
     summary = rec.summary
     assert (summary.disconnects, summary.reconnects, summary.ticks) == (1, 1, 8)
+    # the two ticks of the gap are late (the clock never ran a tick late otherwise)
+    assert (summary.samples_emitted, summary.samples_late, summary.late_ticks) == (8, 2, 0)
+    assert (summary.acquired, summary.error_samples) == (2 * 6 + 2, 2)
     assert opened == closed == ["new2"]  # the recording closed what its factory opened
 
 
-async def test_reconnect_to_a_simulator_after_a_pulled_cable() -> None:
+async def test_an_async_factory_gives_the_source_as_it_is() -> None:
+    """An async callable factory; what it returns (an open source, no context manager)
+    is polled as it is."""
+    clock = FakeClock()
+    made: list[Counter] = []
+
+    async def reopen() -> PollSource:
+        await anyio.lowlevel.checkpoint()
+        made.append(Counter(name="c"))
+        return made[-1]
+
+    async with _record(
+        Counter(fail_at=[1]),
+        rate_hz=10,
+        ticks=4,
+        auto_reconnect=True,
+        reconnect_factory=reopen,
+        clock=clock,
+        sleep=clock.sleep,
+    ) as rec:
+        batches = await drain(rec)
+    assert [b[0].ok for b in batches] == [True, False, True, True]
+    assert isinstance(batches[1][0].error, ServomexConnectionError)
+    assert [poll_index(b) for b in batches[2:]] == [0.0, 1.0]  # the factory's Counter
+    assert len(made) == 1
+    assert made[0].calls == 2
+    assert (rec.summary.disconnects, rec.summary.reconnects) == (1, 1)
+
+
+@pytest.mark.parametrize("factory", ["sync", "async"])
+async def test_reconnect_to_a_simulator_after_a_pulled_cable(factory: str) -> None:
+    """The factory returns an Analyzer that is not open yet (from a plain callable, or
+    from an async one like ``lambda: open_device(...)``): the recording enters it."""
     async with serve_tcp(quiet_config(RTU, addresses=(30,))) as sim:
 
-        def reopen() -> PollSource:
-            return open_device(sim.port, protocol=RTU, address=30, inter_frame_idle=0, timeout=0.5)
+        def analyser() -> Analyzer:
+            return Analyzer(sim.port, protocol=RTU, address=30, inter_frame_idle=0, timeout=0.5)
+
+        async def analyser_later() -> Analyzer:
+            await anyio.lowlevel.checkpoint()
+            return analyser()
 
         async with record(
             None,
             rate_hz=20,
-            ticks=12,
+            duration=0.6,  # twelve slots
             auto_reconnect=True,
-            reconnect_factory=reopen,  # type: ignore[arg-type]
+            reconnect_factory=analyser if factory == "sync" else analyser_later,
         ) as rec:
-            batches: list[list[Sample]] = []
+            batches: list[Sequence[Sample]] = []
             async for batch in rec.stream:
                 batches.append(batch)
                 if len(batches) == 3:
                     sim.faults.inject(Fault.DISCONNECT)  # the next reply is cut: the link drops
-        oks = [b[0].ok for b in batches]
+        oks = [all(s.ok for s in b) for b in batches]
         assert len(batches) == 12
         assert oks[:3] == [True, True, True]
         assert oks.index(False) == 3
         assert oks[-1] is True
+        values = list(bench_values(RTU).items())
+        for batch, ok in zip(batches, oks, strict=True):
+            if ok:  # a sweep: the five channels of the analyser the factory opened
+                assert [(s.channel, s.value) for s in batch] == values
+                assert {s.device for s in batch} == {sim.port}
+            else:  # a tick of the gap: one error sample for the device
+                (sample,) = batch
+                assert isinstance(sample.error, ServomexConnectionError)
+                assert (sample.device, sample.channel) == (sim.port, None)
         summary = rec.summary
         assert summary.disconnects == 1
         assert summary.reconnects == 1
-        assert all(isinstance(b[0].error, ServomexConnectionError) for b in batches if not b[0].ok)
+        gap = oks.count(False)
+        assert gap <= summary.samples_late <= gap + summary.late_ticks
+        assert summary.samples_emitted == 12
         assert len(sim.log.events(WireKind.DISCONNECT)) == 1
 
 
@@ -450,14 +557,20 @@ async def test_record_a_manager_with_a_subset_of_names() -> None:
         await manager.add("x", sim.transport, protocol=RTU, address=30)
         await manager.add("y", sim.transport, protocol=RTU, address=31)
         sim.log.clear()
-        async with record(manager, rate_hz=100, ticks=3, names=["y"]) as rec:
+        channels = list(bench_values(RTU))
+        async with record(manager, rate_hz=20, duration=0.15, names=["y"]) as rec:  # 3 slots
             batches = await drain(rec)
-        assert [[s.name for s in b] for b in batches] == [["y"]] * 3
+        assert [[(s.device, s.channel) for s in b] for b in batches] == [
+            [("y", channel) for channel in channels]
+        ] * 3
         assert {e.address for e in sim.log.events(WireKind.REQUEST)} == {31}
 
-        async with record(manager, rate_hz=100, ticks=2) as rec:
+        async with record(manager, rate_hz=20, duration=0.1) as rec:  # 2 slots
             batches = await drain(rec)
-        assert [[s.name for s in b] for b in batches] == [["x", "y"]] * 2
+        assert [[(s.device, s.channel) for s in b] for b in batches] == [
+            [(name, channel) for name in ("x", "y") for channel in channels]
+        ] * 2
+        assert rec.summary.acquired == 2 * 2 * 5
 
         with pytest.raises(ServomexValidationError, match="unknown device name"):
             async with record(manager, rate_hz=1, names=["zz"]):
@@ -468,10 +581,10 @@ async def test_stop_ends_a_recording_without_waiting_for_the_next_slot() -> None
     async with record(Counter(), rate_hz=0.1) as rec:  # one tick every ten seconds
         with anyio.fail_after(5):
             async for batch in rec.stream:
-                assert batch[0].timestamp == 0.0
+                assert poll_index(batch) == 0.0
                 rec.stop()
     assert rec.stopping
-    assert rec.summary.ticks == 1
+    assert rec.summary.ticks == rec.summary.samples_emitted == 1
     assert rec.summary.finished
 
 
@@ -483,8 +596,13 @@ async def test_leaving_the_block_early_stops_the_producer() -> None:
     calls = source.calls
     await anyio.sleep(0.02)
     assert source.calls == calls
-    assert rec.summary.finished
-    assert rec.summary.tick_p50 is not None
+    summary = rec.summary
+    assert summary.finished
+    assert summary.finished_at is not None
+    assert summary.finished_at >= summary.started_at
+    assert summary.tick_max_ms is not None  # the tick times were summed up on exit
+    assert 0.0 <= summary.tick_duration_ms_p50 <= summary.tick_duration_ms_p99
+    assert summary.tick_duration_ms_p99 <= summary.tick_max_ms
 
 
 @pytest.mark.parametrize(
@@ -502,9 +620,12 @@ async def test_leaving_the_block_early_stops_the_producer() -> None:
 async def test_bad_arguments_are_refused(
     kwargs: dict[str, object], error: type[Exception], words: str
 ) -> None:
-    with pytest.raises(error, match=words):
-        async with record(Counter(), **kwargs):  # type: ignore[arg-type]
+    source = Counter()
+    recording = record(source, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(error, match=words):  # refused on entering, before any poll
+        async with recording:
             pass
+    assert source.calls == 0
 
 
 async def test_a_source_without_poll_samples_is_refused() -> None:
@@ -521,16 +642,38 @@ def test_percentile_and_summary_text() -> None:
     assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
     assert percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
     assert percentile([5.0], 0.99) == 5.0
-    summary = AcquisitionSummary(rate_hz=10, ticks=3, samples=3, max_drift=0.0123)
-    assert str(summary).startswith("3 ticks at 10 Hz, 3 samples emitted (0 errors)")
-    assert "max drift 12.3 ms" in str(summary)
+    summary = AcquisitionSummary(
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        rate_hz=10,
+        ticks=3,
+        samples_emitted=3,
+        acquired=15,
+        delivered=15,
+        max_drift_ms=12.3,
+    )
+    assert str(summary) == (
+        "3 batches at 10 Hz (15 samples, 0 errors), 0 late (0 missed, 0 dropped), "
+        "max drift 12.3 ms, 0 disconnects; tick p50 0.0 ms, p99 0.0 ms"
+    )
+    assert summary.finished_at is None
     assert source_names(Counter("q")) == ("q",)
     assert source_names(object()) == ()
 
 
+async def test_a_recording_of_no_slots_polls_nothing() -> None:
+    source = Counter()
+    async with record(source, rate_hz=10, duration=0) as rec:
+        assert await drain(rec) == []
+    summary = rec.summary
+    assert source.calls == 0
+    assert (summary.ticks, summary.samples_emitted, summary.samples_late) == (0, 0, 0)
+    assert (summary.tick_duration_ms_p50, summary.tick_duration_ms_p99) == (0.0, 0.0)
+    assert summary.finished_at is not None
+
+
 async def test_an_error_in_the_block_leaves_unwrapped() -> None:
     source = Counter()
-    recordings: list[Recording] = []
+    recordings: list[Recording[Sequence[Sample]]] = []
 
     async def fail_in_the_block() -> None:
         async with record(source, rate_hz=100) as rec:
