@@ -100,8 +100,15 @@ def channel_alarm(reading: Reading) -> Alarm:
 
 
 def _value_type(info: ChannelInfo) -> Float:
-    units = units_text(info.unit, info.unit_text)
-    return Float(units=units or None, prec=UNIT_PRECISION.get(info.unit, _DEFAULT_PRECISION))
+    # Every field FastCS's CA transport copies into the record on a datatype change
+    # (EGU, PREC, LOPR, HOPR) must be set, or the copy fails; LOPR = HOPR = 0 means "no
+    # display range", and the PVA alarm these limits would imply is replaced by hooks.py.
+    return Float(
+        units=units_text(info.unit, info.unit_text),
+        prec=UNIT_PRECISION.get(info.unit, _DEFAULT_PRECISION),
+        min_alarm=0.0,
+        max_alarm=0.0,
+    )
 
 
 class ChannelController(Controller):  # type: ignore[misc]

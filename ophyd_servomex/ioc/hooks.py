@@ -11,8 +11,9 @@ each frame has its own timestamp. :class:`AlarmedAttrR` carries that state, and
   timestamp to pythonSoftIOC.
 
 A third hook records who asked for a PVA put (:func:`requester`: the client's host and
-account, which PVA tells), so calibration requests are logged with their origin; Channel
-Access does not tell the server who writes.
+account, which PVA tells), so calibration requests are logged with their origin (Channel
+Access does not tell the server who writes), and answers a put that fails validation with
+its reason instead of leaving the client to time out.
 
 The hooks touch only attributes of this class; every other attribute behaves as in
 FastCS. The hooks wrap FastCS functions by name (``fastcs==0.14.4`` is pinned), and
@@ -203,6 +204,10 @@ def install() -> None:
         token = _REQUESTER.set(who)
         try:
             await write_put(handler, pv, op)
+        except Exception as exc:
+            # FastCS validates before its own error handling: without this the client of
+            # an out-of-range put waits for its timeout instead of getting the reason
+            op.done(error=f"{type(exc).__name__}: {exc}")
         finally:
             _REQUESTER.reset(token)
 

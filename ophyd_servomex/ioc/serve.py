@@ -74,6 +74,7 @@ async def serve(config: IocConfig, *, verbose: int = 0, ready: asyncio.Event | N
 
     install()
     _quiet_fastcs(verbose)
+    _LOGGER.info("starting: %s", ", ".join(a.prefix for a in config.analysers))
     loop = asyncio.get_running_loop()
     controllers, links = build_controllers(config)
     link_tasks = [loop.create_task(link.run(), name=f"link {link.port}") for link in links]

@@ -23,3 +23,8 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield server
     finally:
         server.stop()
+
+
+# --- EPICS (the IOC tests): see epics_helpers.py ------------------------------------------
+
+from epics_helpers import calibration_ioc, epics_ports, facility_ioc  # noqa: E402, F401
