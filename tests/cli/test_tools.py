@@ -8,6 +8,7 @@ import csv
 import json
 import re
 import signal
+import time
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -216,7 +217,7 @@ def test_stream_modbus_count(bus: SimulatorThread, capsys: pytest.CaptureFixture
     for line in lines:
         assert re.fullmatch(sample_line(bus.port), line)
     assert f"{bus.port}: modbus-rtu, polling at 20 Hz; Ctrl-C stops" in err
-    assert "done: 3 samples (0 errors)" in err
+    assert "done: 3 frames (0 errors)" in err
 
 
 def test_stream_several_addresses(bus: SimulatorThread, capsys: pytest.CaptureFixture[str]) -> None:
@@ -257,13 +258,17 @@ def test_stream_continuous_json(
         capsys, "stream", broadcaster.port, "--protocol", "continuous", "--count", "2", "--json"
     )
     assert status == 0
-    records = [json.loads(line) for line in out.splitlines()]
-    assert len(records) == 2
+    records = [json.loads(line) for line in out.splitlines()]  # long format: one per channel
+    assert [r["channel"] for r in records] == ["I1", "I2", "I3", "E1", "E2"] * 2
     for record in records:
         assert record["protocol"] == "continuous"
-        assert record["address"] is None
-        assert record["channels"]["I1"]["value"] == 20.378
+        assert record["device"] == broadcaster.port
+        assert record["requested_at"] is None  # a broadcast: nobody asked
         assert record["error"] is None
+    assert [r["value"] for r in records if r["channel"] == "I1"] == [20.378, 20.378]
+    assert records[0]["name"] == "Oxygen"
+    assert records[0]["unit"] == "%"
+    assert len({r["monotonic_ns"] for r in records}) == 2  # two frames
     assert "following broadcasts" in err
 
 
@@ -276,7 +281,7 @@ def test_stream_stops_cleanly_on_ctrl_c(bus: SimulatorThread) -> None:
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
     assert "Traceback" not in err
-    assert re.search(r"^interrupted: \d+ samples \(0 errors\) in [\d.]+ s$", err, re.MULTILINE)
+    assert re.search(r"^interrupted: \d+ frames \(0 errors\) in [\d.]+ s$", err, re.MULTILINE)
     for line in out.splitlines():
         assert re.fullmatch(sample_line(bus.port), line)
 
@@ -382,24 +387,26 @@ def test_capture_poll_to_csv(
     assert (status, out) == (0, "")
     with target.open(newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
-    assert len(rows) == 5 * 5  # five ticks, five channels each
+    assert len(rows) == 5 * 5  # five ticks, five channels each: the long format
     assert [r["channel"] for r in rows[:5]] == ["I1", "I2", "I3", "E1", "E2"]
     first = rows[0]
-    assert (first["name"], first["protocol"], first["address"]) == (bus.port, "modbus-rtu", "31")
-    assert (first["label"], first["value"], first["unit"], first["ok"]) == (
+    assert (first["device"], first["protocol"]) == (bus.port, "modbus-rtu")
+    assert (first["name"], first["value"], first["unit"], first["ok"]) == (
         "Oxygen",
         "18.5",
         "%",
         "1",
     )
-    assert rows[2]["label"] == "CO₂"
+    assert rows[2]["name"] == "CO₂"
     assert rows[2]["value"] == "0.25"
-    assert rows[3]["label"] == ""
+    assert rows[3]["name"] == ""
     assert {r["error"] for r in rows} == {""}
-    assert len({r["time"] for r in rows}) == 5
+    assert len({r["received_at"] for r in rows}) == 5
+    assert len({r["monotonic_ns"] for r in rows}) == 5
+    assert all(r["requested_at"] and float(r["latency_s"]) > 0 for r in rows)
     assert "tick" in err  # the progress bar
-    assert "schedule: 5 ticks at 20 Hz, 5 samples emitted (0 errors)" in err
-    assert "done: 5 samples (0 errors) in" in err
+    assert "schedule: 5 batches at 20 Hz (25 samples, 0 errors)" in err
+    assert "done: 25 samples (0 errors) in" in err
     assert f"written to {target} as csv" in err
 
 
@@ -423,8 +430,14 @@ def test_capture_several_addresses_to_jsonl_on_stdout(
     )
     assert status == 0
     records = [json.loads(line) for line in out.splitlines()]
-    assert [(r["name"], r["address"]) for r in records] == [("a30", 30), ("a31", 31)] * 3
-    assert [r["channels"]["I1"]["value"] for r in records[:2]] == [20.378000259399414, 18.5]
+    assert [(r["device"], r["channel"]) for r in records] == [
+        (device, channel)
+        for _tick in range(3)
+        for device in ("a30", "a31")
+        for channel in ("I1", "I2", "I3", "E1", "E2")
+    ]
+    o2 = [r["value"] for r in records if r["channel"] == "I1"]
+    assert o2[:2] == [20.378000259399414, 18.5]
     assert "tick/s" not in err  # no progress bar
 
 
@@ -445,8 +458,10 @@ def test_capture_subscribes_to_a_broadcaster(
     )
     assert status == 0
     records = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
-    assert 3 <= len(records) <= 12  # a frame every 0.05 s for half a second
-    assert all(r["channels"]["I3"]["name"] == "CO2" for r in records)
+    frames = len({r["monotonic_ns"] for r in records})
+    assert 3 <= frames <= 12  # a frame every 0.05 s for half a second
+    assert len(records) == 5 * frames
+    assert all(r["name"] == "CO2" for r in records if r["channel"] == "I3")
     assert "capturing by subscribe" in err
     assert "frame" in err  # the progress counter
 
@@ -481,12 +496,12 @@ def test_capture_records_errors_as_rows(bus: SimulatorThread, tmp_path: Path) ->
         "ServomexChecksumError: CRC mismatch in the reply from address 30"
     )
     assert errors[0]["channel"] == ""
-    schedule = re.search(r"schedule: (\d+) ticks at 5 Hz.* (\d+) late, (\d+) missed", err)
+    schedule = re.search(r"schedule: (\d+) batches at 5 Hz .*\((\d+) missed", err)
     assert schedule is not None
-    ticks, missed = int(schedule[1]), int(schedule[3])
+    ticks, missed = int(schedule[1]), int(schedule[2])
     assert ticks + missed == 6  # 1.2 s at 5 Hz; the failed tick's retries may cost a slot
     assert len(rows) == 1 + 5 * (ticks - 1)  # one failed tick, then five channels per tick
-    assert f"{ticks} samples (1 errors)" in err
+    assert f"{len(rows)} samples (1 errors)" in err
 
 
 def test_capture_stops_cleanly_on_ctrl_c(bus: SimulatorThread, tmp_path: Path) -> None:
@@ -498,6 +513,10 @@ def test_capture_stops_cleanly_on_ctrl_c(bus: SimulatorThread, tmp_path: Path) -
     for line in process.stderr:  # wait until it captures
         if "capturing by poll" in line:
             break
+    deadline = time.monotonic() + 20
+    while not target.exists() or target.stat().st_size == 0:  # some samples written
+        assert time.monotonic() < deadline, "capture wrote nothing"
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
@@ -505,7 +524,44 @@ def test_capture_stops_cleanly_on_ctrl_c(bus: SimulatorThread, tmp_path: Path) -
     assert re.search(r"interrupted: (\d+) samples \(0 errors\)", err)
     assert "schedule: " in err
     records = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
-    assert all(r["address"] == 30 for r in records)
+    assert records
+    assert all(r["device"] == bus.port and r["error"] is None for r in records)
+    assert len(records) % 5 == 0  # whole frames only: nothing half-written on Ctrl-C
+
+
+def test_capture_wide_for_spreadsheets(
+    bus: SimulatorThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "wide.csv"
+    status, _, _ = run(
+        capsys,
+        "capture",
+        bus.port,
+        "--address",
+        "30,31",
+        *FAST,
+        "--rate",
+        "20",
+        "--duration",
+        "0.15",
+        "--wide",
+        "--no-progress",
+        "-o",
+        str(target),
+    )
+    assert status == 0
+    with target.open(newline="", encoding="utf-8") as stream:
+        rows = list(csv.reader(stream))
+    header = rows[0]
+    assert header[0] == "received_at"
+    assert header[1:4] == ["a30 I1 Oxygen [%]", "a30 I2 CO [%]", "a30 I3 CO₂ [%]"]
+    assert header[4:6] == ["a30 E1 [mA]", "a30 E2 [mA]"]
+    assert header[6] == "a31 I1 Oxygen [%]"
+    assert header[-1] == "errors"
+    assert len(rows) == 1 + 3  # three ticks, one row each
+    assert [row[1] for row in rows[1:]] == ["20.378000259399414"] * 3
+    assert [row[6] for row in rows[1:]] == ["18.5"] * 3
+    assert {row[-1] for row in rows[1:]} == {""}
 
 
 # --- diag -----------------------------------------------------------------------------------
