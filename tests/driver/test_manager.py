@@ -3,7 +3,8 @@ across buses, one shared port per line, and a silent analyser that spoils nothin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
@@ -17,13 +18,13 @@ from ophyd_servomex.codec.errors import (
     ServomexValidationError,
 )
 from ophyd_servomex.codec.modbus_frames import encode_rtu
-from ophyd_servomex.codec.models import ChannelId, Frame, ProtocolKind
+from ophyd_servomex.codec.models import ChannelId, Frame, ProtocolKind, Sample
 from ophyd_servomex.driver import (
+    Analyzer,
     DeviceErrors,
     DeviceResult,
     ErrorPolicy,
     ServomexManager,
-    open_device,
 )
 from ophyd_servomex.sim import (
     Fault,
@@ -146,6 +147,41 @@ def check_frame(name: str, frame: Frame) -> None:
         assert frame.channel(channel).value == values[channel]
 
 
+def check_results(results: dict[str, DeviceResult[Frame]], names: Sequence[str]) -> None:
+    """``poll()``'s mapping: every name, in order, each a good frame of its analyser."""
+    assert list(results) == list(names)
+    for name, result in results.items():
+        assert isinstance(result, DeviceResult)
+        assert (result.name, result.ok, result.error) == (name, True, None)
+        check_frame(name, result.unwrap())
+
+
+def check_samples(samples: Sequence[Sample], names: Sequence[str]) -> None:
+    """``poll_samples()``: one row per channel of each named analyser, in add order, with
+    that analyser's values (the bus-distinct O₂ shows no row went to the wrong name)."""
+    values = bench_values(RTU)
+    channels = list(values)
+    assert [(s.device, s.channel) for s in samples] == [
+        (name, channel) for name in names for channel in channels
+    ]
+    for sample in samples:
+        assert sample.ok
+        assert sample.protocol is RTU
+        expected = EXPECTED_O2[sample.device] if sample.channel is ChannelId.I1 else None
+        if expected is None:
+            assert sample.channel is not None
+            assert sample.value == values[sample.channel]
+        else:
+            assert sample.value == pytest.approx(expected, abs=1e-5)
+        # a polled row: asked for, then received
+        assert sample.requested_at is not None
+        assert sample.latency_s is not None
+        assert sample.latency_s >= 0
+        assert sample.requested_at <= sample.received_at
+    for name in names:  # one frame per analyser: its rows share one reception time
+        assert len({s.received_at for s in samples if s.device == name}) == 1
+
+
 @pytest.mark.parametrize("link", ["pty", "memory"])
 async def test_one_poll_returns_all_four(link: str) -> None:
     async with two_buses(link) as (a, b), ServomexManager(inter_frame_idle=IDLE) as manager:
@@ -155,14 +191,12 @@ async def test_one_poll_returns_all_four(link: str) -> None:
         a.log.clear()
         b.log.clear()
 
-        frames = await manager.poll()
+        results = await manager.poll()
 
-        assert list(frames) == ["a30", "a31", "b30", "b31"]
-        for name, frame in frames.items():
-            check_frame(name, frame)
+        check_results(results, ["a30", "a31", "b30", "b31"])
         samples = await manager.poll_samples()
-        assert [s.name for s in samples] == ["a30", "a31", "b30", "b31"]
-        assert all(s.ok and s.frame is not None for s in samples)
+        check_samples(samples, ["a30", "a31", "b30", "b31"])
+        assert len(samples) == 4 * 5
 
 
 @pytest.mark.parametrize("link", ["pty", "memory"])
@@ -197,7 +231,7 @@ async def test_one_port_is_opened_once_and_closed_with_its_last_analyser() -> No
 
         await manager.remove("a30")
         assert list(manager.ports) == [a.port, b.port]  # a31 still uses it
-        assert (await manager.poll(["a31"]))["a31"].address == 31
+        assert (await manager.poll(["a31"]))["a31"].unwrap().address == 31
         await manager.remove("a31")
         assert list(manager.ports) == [b.port]
 
@@ -210,15 +244,20 @@ async def test_a_given_transport_is_shared_and_never_closed() -> None:
     async with serve_memory(quiet_config(RTU, addresses=(30, 31))) as sim:
         assert sim.transport is not None
         async with ServomexManager(inter_frame_idle=IDLE) as manager:
-            await manager.add("x", sim.transport, protocol=RTU, address=30)
+            await manager.add("x", sim.transport, address=30)  # Modbus RTU by default
             await manager.add("y", sim.transport, protocol=RTU, address=31)
+            assert manager.get("x").protocol is RTU
             assert list(manager.ports) == [
                 "memory://sim",
             ]
-            assert set(await manager.poll()) == {"x", "y"}
+            results = await manager.poll()
+            assert [(n, r.ok, r.unwrap().address) for n, r in results.items()] == [
+                ("x", True, 30),
+                ("y", True, 31),
+            ]
         assert isinstance(sim.transport, MemoryTransport)
         assert not sim.transport.closed
-        async with open_device(sim.transport, protocol=RTU, address=30, inter_frame_idle=0) as one:
+        async with Analyzer(sim.transport, protocol=RTU, address=30, inter_frame_idle=0) as one:
             assert (await one.poll()).address == 30
 
 
@@ -226,10 +265,11 @@ async def test_a_given_transport_is_shared_and_never_closed() -> None:
 async def with_silent_analyser(
     link: str,
 ) -> AsyncIterator[tuple[ServomexManager, SimHandle, SimHandle]]:
-    """The four analysers plus "ghost" at address 99 on bus a, where nobody answers."""
+    """The four analysers plus "ghost" at address 99 on bus a, where nobody answers (the
+    manager does not identify, so the silent one can be added at all)."""
     async with (
         two_buses(link) as (a, b),
-        ServomexManager(inter_frame_idle=IDLE, retries=0) as manager,
+        ServomexManager(inter_frame_idle=IDLE, retries=0, identify=False) as manager,
     ):
         await add_four(manager, a, b, link)
         await manager.add(
@@ -237,22 +277,17 @@ async def with_silent_analyser(
             source_of(a, link),  # type: ignore[arg-type]
             protocol=RTU,
             address=99,
-            identify=False,
         )
         yield manager, a, b
 
 
 @pytest.mark.parametrize("link", ["pty", "memory"])
-async def test_a_silent_analyser_does_not_spoil_the_others_return_policy(link: str) -> None:
+async def test_a_silent_analyser_does_not_spoil_the_others_poll(link: str) -> None:
     async with with_silent_analyser(link) as (manager, _a, _b):
-        results = await manager.poll(policy=ErrorPolicy.RETURN)
+        results = await manager.poll()  # always the whole mapping, failures included
 
         assert list(results) == ["a30", "a31", "b30", "b31", "ghost"]
-        for name in ("a30", "a31", "b30", "b31"):
-            result = results[name]
-            assert isinstance(result, DeviceResult)
-            assert result.ok
-            check_frame(name, result.unwrap())
+        check_results({n: results[n] for n in EXPECTED_O2}, list(EXPECTED_O2))
         ghost = results["ghost"]
         assert not ghost.ok
         assert ghost.value is None
@@ -263,13 +298,24 @@ async def test_a_silent_analyser_does_not_spoil_the_others_return_policy(link: s
         with pytest.raises(ServomexTimeoutError):
             ghost.unwrap()
 
+        # execute_each under RETURN gives the same mapping
+        returned = await manager.execute_each(lambda a: a.poll(), policy=ErrorPolicy.RETURN)
+        assert [(n, r.ok) for n, r in returned.items()] == [
+            ("a30", True),
+            ("a31", True),
+            ("b30", True),
+            ("b31", True),
+            ("ghost", False),
+        ]
+        assert isinstance(returned["ghost"].error, ServomexTimeoutError)
+
 
 async def test_a_silent_analyser_raises_a_group_after_the_others_finished() -> None:
     async with with_silent_analyser("pty") as (manager, a, b):
         a.log.clear()
         b.log.clear()
         with pytest.raises(DeviceErrors) as caught:
-            await manager.poll()
+            await manager.execute_each(lambda analyser: analyser.poll())  # RAISE by default
 
         group = caught.value
         assert isinstance(group, ExceptionGroup)
@@ -294,21 +340,28 @@ async def test_a_silent_analyser_raises_a_group_after_the_others_finished() -> N
         assert timeouts.results == group.results
 
 
-async def test_poll_samples_turns_failures_into_error_samples() -> None:
+async def test_poll_samples_leaves_a_failed_analyser_out_and_logs_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with with_silent_analyser("memory") as (manager, _a, _b):
-        samples = await manager.poll_samples()
-        assert [(s.name, s.ok) for s in samples] == [
-            ("a30", True),
-            ("a31", True),
-            ("b30", True),
-            ("b31", True),
-            ("ghost", False),
-        ]
-        assert isinstance(samples[-1].error, ServomexTimeoutError)
-        assert samples[-1].frame is None
-        for sample in samples[:4]:
-            assert sample.frame is not None
-            assert sample.timestamp == sample.frame.timestamp
+        caplog.clear()  # (adding the ghost warned about the line's timeout)
+        with caplog.at_level(logging.WARNING, logger="ophyd_servomex.driver.manager"):
+            samples = await manager.poll_samples()
+        check_samples(samples, ["a30", "a31", "b30", "b31"])  # no row for the ghost
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "'ghost'" in warnings[0].getMessage()
+        assert "address=99" in warnings[0].getMessage()  # the timeout's context
+
+
+async def test_poll_samples_goes_on_while_one_line_is_lost() -> None:
+    async with two_buses("memory") as (a, b), ServomexManager(inter_frame_idle=IDLE) as manager:
+        await add_four(manager, a, b, "memory")
+        a.faults.inject(Fault.DISCONNECT)
+        samples = await manager.poll_samples()  # not every device lost its link: no raise
+        check_samples(samples, ["b30", "b31"])
+        results = await manager.poll(["a30", "a31"])
+        assert all(isinstance(r.error, ServomexConnectionError) for r in results.values())
 
 
 async def test_poll_samples_raises_when_every_link_is_lost() -> None:
@@ -322,7 +375,8 @@ async def test_poll_samples_raises_when_every_link_is_lost() -> None:
         sim.faults.inject(Fault.DISCONNECT)
         with pytest.raises(ServomexConnectionError):
             await manager.poll_samples()
-        results = await manager.poll(policy=ErrorPolicy.RETURN)
+        results = await manager.poll()
+        assert list(results) == ["x", "y"]
         assert all(isinstance(r.error, ServomexConnectionError) for r in results.values())
 
 
@@ -359,20 +413,40 @@ async def test_execute_each_runs_a_function_on_every_analyser() -> None:
 async def test_a_tracked_analyzer_is_polled_but_not_closed() -> None:
     async with serve_memory(quiet_config(RTU, addresses=(30,))) as sim:
         assert sim.transport is not None
-        async with open_device(
+        async with Analyzer(
             sim.transport, protocol=RTU, address=30, inter_frame_idle=0
         ) as analyzer:
             async with ServomexManager() as manager:
                 assert await manager.add("own", analyzer) is analyzer
                 assert manager.get("own") is analyzer
                 assert list(manager.ports) == []
-                frames = await manager.poll()
-                check_frame("a30", frames["own"])
+                results = await manager.poll()
+                assert list(results) == ["own"]
+                check_frame("a30", results["own"].unwrap())
                 await manager.remove("own")
                 assert "own" not in manager
-                await manager.add("again", analyzer, protocol=RTU, address=30)
+                await manager.add("again", analyzer)
+                assert manager.names == ("again",)
             assert analyzer.is_open
             assert (await analyzer.poll()).address == 30
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="driver bug: ServomexManager.poll_samples() hands on the tracked Analyzer's own "
+    "samples, whose device is the Analyzer's name (its port), not the name it was added "
+    "under; record(manager, names=[...]) then filters every row of it away",
+)
+async def test_a_tracked_analyzers_samples_carry_its_manager_name() -> None:
+    async with serve_memory(quiet_config(RTU, addresses=(30,))) as sim:
+        assert sim.transport is not None
+        async with (
+            Analyzer(sim.transport, protocol=RTU, address=30, inter_frame_idle=0) as analyzer,
+            ServomexManager() as manager,
+        ):
+            await manager.add("own", analyzer)
+            samples = await manager.poll_samples()
+            assert [s.device for s in samples] == ["own"] * 5
 
 
 async def test_names_select_analysers_and_unknown_names_are_refused() -> None:
@@ -380,8 +454,8 @@ async def test_names_select_analysers_and_unknown_names_are_refused() -> None:
         await add_four(manager, a, b, "memory")
         a.log.clear()
         b.log.clear()
-        frames = await manager.poll(["b31", "a30"])
-        assert list(frames) == ["b31", "a30"]
+        results = await manager.poll(["b31", "a30"])
+        check_results(results, ["b31", "a30"])
         assert len(a.log.events(WireKind.REQUEST)) == 3
         assert len(b.log.events(WireKind.REQUEST)) == 3
         with pytest.raises(ServomexValidationError, match="no analyser named 'zz'"):
@@ -397,13 +471,13 @@ async def test_names_select_analysers_and_unknown_names_are_refused() -> None:
     [
         (ProtocolKind.CONTINUOUS_ASCII, "only talker on its line"),
         (ProtocolKind.AUTO, "AUTO detection"),
-        (None, "needs protocol="),
+        ("morse", "unknown protocol 'morse'"),
     ],
 )
-async def test_continuous_and_auto_are_refused(protocol: ProtocolKind | None, words: str) -> None:
+async def test_continuous_and_auto_are_refused(protocol: ProtocolKind | str, words: str) -> None:
     async with ServomexManager() as manager:
         with pytest.raises(ServomexConfigurationError, match=words) as caught:
-            await manager.add("x", "/dev/null-not-opened", protocol=protocol, address=30)
+            await manager.add("x", "/dev/null-not-opened", protocol=protocol, address=30)  # type: ignore[arg-type]
         assert caught.value.context.port == "/dev/null-not-opened"
         assert list(manager.ports) == []
         assert len(manager) == 0
@@ -413,10 +487,10 @@ async def test_a_continuous_analyzer_is_refused() -> None:
     config = quiet_config(ProtocolKind.CONTINUOUS_ASCII)
     async with serve_memory(config) as sim, ServomexManager() as manager:
         assert sim.transport is not None
-        async with open_device(sim.transport, protocol=ProtocolKind.CONTINUOUS_ASCII) as one:
+        async with Analyzer(sim.transport, protocol=ProtocolKind.CONTINUOUS_ASCII) as one:
             with pytest.raises(ServomexConfigurationError, match="Modbus analysers only"):
                 await manager.add("c", one)
-        unopened = open_device("/dev/whatever", protocol=ProtocolKind.AUTO)
+        unopened = Analyzer("/dev/whatever", protocol=ProtocolKind.AUTO)
         with pytest.raises(ServomexConfigurationError, match="not open yet"):
             await manager.add("u", unopened)
 
