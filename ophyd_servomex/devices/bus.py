@@ -3,7 +3,9 @@
 The bus is a small :class:`~ophyd_async.core.Device` that owns the driver's
 ``ServomexManager`` in its own owner task; each ``ServomexAnalyser(..., bus=bus)`` adds
 itself to the manager when it connects (one shared transport per port, transactions
-strictly serialised on the line) and removes itself when it disconnects. Create the bus
+strictly serialised on the line) and removes itself when it disconnects, or when the line
+is lost: then every analyser on it lets go, the line closes, and each analyser reconnects
+by itself, opening the line again. Create the bus
 and its analysers inside one ``init_devices()`` block and all of them connect::
 
     with init_devices():
@@ -195,6 +197,14 @@ class ServomexBus(Device):
                     await manager.remove(key)
 
         return open_session
+
+    def line_lost(self, error: BaseException, origin: Any = None) -> None:
+        """One analyser lost the shared port: every other one on the line lets go too, so
+        the line closes and each reconnects by itself (see ``ServomexAnalyser``)."""
+        for analyser in tuple(self._attached):
+            connector = analyser._connector
+            if connector is not origin and connector.connected:
+                connector.link_lost(error)
 
     async def disconnect(self) -> None:
         """Disconnect every analyser on the bus, then close the line."""

@@ -474,7 +474,11 @@ class ServomexConnector(DeviceConnector):
 
     def link_lost(self, exc: BaseException) -> ServomexConnectionError:
         """Report a lost link (from the pump, the poll or an action); returns the error to
-        raise to the caller: the device's, naming the port and saying it reconnects."""
+        raise to the caller: the device's, naming the port and saying it reconnects.
+
+        On a shared bus the other analysers on the line are told too, so they all let go
+        of the port together and it is really released.
+        """
         error = as_connection_error(exc, self.context)
         lost = self._lost
         if lost is not None and not lost.is_set() and not self._stopping:
@@ -485,6 +489,8 @@ class ServomexConnector(DeviceConnector):
                 self._set_link(LinkState.RECONNECTING)
             self.hub.mark_down()
             lost.set()
+            if self.bus is not None:  # the shared port is gone for every analyser on it
+                self.bus.line_lost(error, self)
         if self._link is LinkState.RECONNECTING:
             return self.unavailable()
         return error

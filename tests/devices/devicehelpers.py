@@ -1,11 +1,15 @@
-"""Helpers for the device tests: RunEngines, simulators in a thread, connected analysers."""
+"""Helpers for the device tests: RunEngines, simulators in a thread, connected analysers,
+and a cable to pull."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 from bluesky import RunEngine
@@ -88,3 +92,81 @@ def documents(engine: RunEngine) -> list[tuple[str, dict[str, Any]]]:
     docs: list[tuple[str, dict[str, Any]]] = []
     engine.subscribe(lambda name, doc: docs.append((name, doc)))
     return docs
+
+
+def wait_for(predicate: Callable[[], bool], limit: float = 10.0) -> None:
+    """Poll ``predicate`` until it holds; a guard against hanging, not a timing claim."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {limit} s")
+        time.sleep(0.01)
+
+
+def fds_open_to(path: str) -> int:
+    """How many of this process's file descriptors point at ``path``."""
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == path:
+                found += 1
+        except OSError:
+            continue
+    return found
+
+
+class Cable:
+    """A simulator that can be pulled and plugged back in under the same port string.
+
+    The pseudo-terminal is reached through a symlink, the way udev names a USB adapter
+    (``/dev/serial/by-id/…``): plugged back, it is a new ``/dev/pts/N`` behind the same
+    path. Over TCP the server comes back on the same port.
+    """
+
+    def __init__(self, mode: ProtocolKind, link: str, tmp_path: Path, **changes: Any) -> None:
+        self.mode = mode
+        self.link = link
+        self.changes = {"period": 0.05, **changes}
+        self.symlink = tmp_path / "ttyUSB0"
+        self.sim: SimulatorThread | None = None
+        self.tcp_port = 0
+        self.plug()
+        assert self.sim is not None
+        self.port = str(self.symlink) if link == "pty" else self.sim.port
+        """What the device opens: the stable symlink, or socket://127.0.0.1:PORT."""
+
+    def plug(self) -> None:
+        config = sim_config(self.mode, **self.changes)
+        if self.link == "tcp":
+            self.sim = SimulatorThread(config, link="tcp", tcp_port=self.tcp_port)
+            self.sim.start()
+            self.tcp_port = int(self.sim.port.rsplit(":", 1)[1])
+        else:
+            self.sim = SimulatorThread(config)
+            self.sim.start()
+            staging = self.symlink.with_suffix(".new")
+            staging.symlink_to(self.sim.port)
+            staging.replace(self.symlink)  # the adapter is back under the same name
+
+    def pull(self) -> str:
+        assert self.sim is not None
+        real = self.sim.port
+        self.sim.stop()
+        self.sim = None
+        if self.link == "pty":
+            self.symlink.unlink()
+        return real
+
+    def close(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+
+
+@contextmanager
+def cable(mode: ProtocolKind, link: str, tmp_path: Path, **changes: Any) -> Iterator[Cable]:
+    """A :class:`Cable` (``link`` "pty" or "tcp"), stopped at the end."""
+    made = Cable(mode, link, tmp_path, **changes)
+    try:
+        yield made
+    finally:
+        made.close()

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
 from bluesky.run_engine import call_in_bluesky_event_loop
-from devicehelpers import documents, f32, simulator
+from bluesky.utils import FailedStatus
+from devicehelpers import cable, documents, f32, fds_open_to, simulator, wait_for
 from ophyd_async.core import init_devices
 
-from ophyd_servomex.codec.errors import ServomexConfigurationError
+from ophyd_servomex.codec.errors import ServomexConfigurationError, ServomexConnectionError
 from ophyd_servomex.codec.models import ProtocolKind
-from ophyd_servomex.devices import ServomexAnalyser, ServomexBus
+from ophyd_servomex.devices import LinkState, ReconnectPolicy, ServomexAnalyser, ServomexBus
 from ophyd_servomex.sim import WireKind
 
 RTU = ProtocolKind.MODBUS_RTU
+FAST = ReconnectPolicy(initial=0.05, factor=2.0, maximum=0.2)
 
 
 def test_two_analysers_share_one_bus_and_init_devices_connects_all(RE: RunEngine) -> None:
@@ -86,3 +89,33 @@ def test_the_manager_refuses_a_second_analyser_at_the_same_address(RE: RunEngine
             call_in_bluesky_event_loop(line.disconnect())
     assert isinstance(error, ServomexConfigurationError)
     assert "address 30 is already used" in str(error)
+
+
+def test_a_lost_line_lets_every_analyser_go_and_both_come_back(
+    RE: RunEngine, tmp_path: Path
+) -> None:
+    with cable(RTU, "pty", tmp_path, addresses=(30, 31)) as wire:
+        with init_devices():
+            line = ServomexBus(wire.port, protocol=RTU, inter_frame_idle=0.0)
+            o2 = ServomexAnalyser(bus=line, address=30, reconnect=FAST)
+            co = ServomexAnalyser(bus=line, address=31, reconnect=FAST)
+        try:
+            RE(count([o2, co], num=2))
+            real = wire.pull()
+            with pytest.raises(FailedStatus) as caught:
+                RE(count([o2], num=2))  # only o2 finds out ...
+            assert isinstance(caught.value.__cause__, ServomexConnectionError)
+            assert "reconnecting by itself" in str(caught.value.__cause__)
+            # ... but co lets go of the shared port too, so the line really closes
+            wait_for(lambda: co.link is LinkState.RECONNECTING)
+            wait_for(lambda: fds_open_to(real) == 0)
+            assert line._connector.manager.names == ()
+            wire.plug()
+            wait_for(lambda: o2.link is LinkState.CONNECTED and co.link is LinkState.CONNECTED)
+            docs = documents(RE)
+            RE(count([o2, co], num=2))
+            assert line._connector.manager.ports == (wire.port,)
+        finally:
+            call_in_bluesky_event_loop(line.disconnect())
+    events = [d for n, d in docs if n == "event"]
+    assert [e["data"]["o2-i1-value"] for e in events] == [f32(20.378)] * 2

@@ -8,10 +8,6 @@ behind the same path. The TCP case restarts the serial server on the same port.
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,90 +16,18 @@ from bluesky import RunEngine
 from bluesky.plans import count
 from bluesky.run_engine import call_in_bluesky_event_loop
 from bluesky.utils import FailedStatus
-from devicehelpers import ADDRESS, disconnect, documents, sim_config
+from devicehelpers import ADDRESS, cable, disconnect, documents, fds_open_to, wait_for
 from ophyd_async.core import init_devices
 
 from ophyd_servomex.codec.errors import ServomexConnectionError
 from ophyd_servomex.codec.models import ProtocolKind
 from ophyd_servomex.devices import LinkState, ReconnectPolicy, ServomexAnalyser
 from ophyd_servomex.devices.link import ALARM_INVALID
-from ophyd_servomex.sim import SimulatorThread
 
 RTU = ProtocolKind.MODBUS_RTU
 CONTINUOUS = ProtocolKind.CONTINUOUS_ASCII
 FAST = ReconnectPolicy(initial=0.05, factor=2.0, maximum=0.2)
 CASES = [(RTU, "pty"), (CONTINUOUS, "pty"), (RTU, "tcp"), (CONTINUOUS, "tcp")]
-
-
-def wait_for(predicate: Callable[[], bool], limit: float = 10.0) -> None:
-    """Poll ``predicate`` until it holds; a guard against hanging, not a timing claim."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {limit} s")
-        time.sleep(0.01)
-
-
-def fds_open_to(path: str) -> int:
-    """How many of this process's file descriptors point at ``path``."""
-    found = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}") == path:
-                found += 1
-        except OSError:
-            continue
-    return found
-
-
-class Cable:
-    """A simulator that can be pulled and plugged back in under the same port string."""
-
-    def __init__(self, mode: ProtocolKind, link: str, tmp_path: Path) -> None:
-        self.mode = mode
-        self.link = link
-        self.symlink = tmp_path / "ttyUSB0"
-        self.sim: SimulatorThread | None = None
-        self.tcp_port = 0
-        self.plug()
-        assert self.sim is not None
-        self.port = str(self.symlink) if link == "pty" else self.sim.port
-        """What the device opens: the stable symlink, or socket://127.0.0.1:PORT."""
-
-    def plug(self) -> None:
-        config = sim_config(self.mode, period=0.05)
-        if self.link == "tcp":
-            self.sim = SimulatorThread(config, link="tcp", tcp_port=self.tcp_port)
-            self.sim.start()
-            self.tcp_port = int(self.sim.port.rsplit(":", 1)[1])
-        else:
-            self.sim = SimulatorThread(config)
-            self.sim.start()
-            staging = self.symlink.with_suffix(".new")
-            staging.symlink_to(self.sim.port)
-            staging.replace(self.symlink)  # the adapter is back under the same name
-
-    def pull(self) -> str:
-        assert self.sim is not None
-        real = self.sim.port
-        self.sim.stop()
-        self.sim = None
-        if self.link == "pty":
-            self.symlink.unlink()
-        return real
-
-    def close(self) -> None:
-        if self.sim is not None:
-            self.sim.stop()
-
-
-@contextmanager
-def cable(mode: ProtocolKind, link: str, tmp_path: Path) -> Iterator[Cable]:
-    made = Cable(mode, link, tmp_path)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def link_reading(analyser: ServomexAnalyser) -> dict[str, Any]:
