@@ -115,6 +115,16 @@ class ServomexAnalyser(StandardReadable):
 
     _connector: ServomexConnector
 
+    # --- an analyser served by 'ophyd-servomex ioc' (devices/remote.py) ----------------
+    def __new__(cls, port: str = "", *args: Any, **kwargs: Any) -> Any:
+        """``ServomexAnalyser("pva://PREFIX:")`` is the analyser an ``ophyd-servomex ioc``
+        serves, read through PVI: a :class:`~.remote.RemoteServomexAnalyser`."""
+        from .remote import RemoteServomexAnalyser, is_remote_port
+
+        if cls is ServomexAnalyser and is_remote_port(port):
+            return RemoteServomexAnalyser(port, *args, **kwargs)
+        return super().__new__(cls)  # type: ignore[no-untyped-call]
+
     def __init__(
         self,
         port: str = "",

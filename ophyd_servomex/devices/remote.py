@@ -1,0 +1,296 @@
+"""``RemoteServomexAnalyser``: an analyser served by ``ophyd-servomex ioc``, read over EPICS.
+
+``ServomexAnalyser("pva://SMX1:")`` builds one (see :func:`is_remote_port`). The device is
+filled from the IOC's PVI structure with ophyd-async's :func:`fastcs_connector` (no PV list
+is written here), and offers what the direct device offers, under the same names: per
+channel ``<name>-<id>-value`` (hinted, with units, precision and alarm severity), the
+flags and ``ok``; analyser ``fault``, ``maintenance``, ``cal_group1`` … ``cal_group4``,
+``clock``, ``dropped_frames``; configuration ``protocol``, ``address`` and each channel's
+``display_name`` and ``unit``; ``calibration`` (a ``Movable`` with progress), ``trigger()``
+(waits for the IOC's next frame) and whole-device monitoring (one event per frame).
+
+The IOC also serves its link state (``connected``, ``link_status``, ``frames``,
+``poll_errors``, ``reconnects``) and the settable ``poll_period``; they are children here
+but not read into events. A read gathers the PVs separately, so its fields come from the
+latest frame the IOC published at each PV (a frame can change in between); the direct
+device pins one frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Annotated as A
+from typing import Any
+
+from bluesky.protocols import Reading as BlueskyReading
+from ophyd_async.core import (
+    DEFAULT_TIMEOUT,
+    AsyncStatus,
+    Callback,
+    Device,
+    DeviceMock,
+    SignalR,
+    SignalRW,
+    SignalW,
+    StandardReadable,
+    StandardReadableFormat,
+    WatchableAsyncStatus,
+    wait_for_value,
+)
+from ophyd_async.fastcs.core import fastcs_connector
+
+from ..codec.errors import (
+    ErrorContext,
+    ServomexConfigurationError,
+    ServomexTimeoutError,
+)
+from ..codec.models import ChannelId
+from .calibration import ServomexCalibration
+
+__all__ = ["REMOTE_SCHEMES", "RemoteServomexAnalyser", "is_remote_port", "remote_prefix"]
+
+REMOTE_SCHEMES = ("pva://",)
+"""Port strings that name an IOC prefix instead of a serial port."""
+
+_CHANNEL_READS = (
+    "fault",
+    "maintenance",
+    "calibrating",
+    "warming_up",
+    "alarm1",
+    "alarm2",
+    "alarm3",
+    "alarm4",
+    "ok",
+)
+_CHANNEL_CONFIG = ("display_name", "unit")
+
+Format = StandardReadableFormat
+
+
+def is_remote_port(port: object) -> bool:
+    """True for ``pva://PREFIX`` (an analyser served by ``ophyd-servomex ioc``)."""
+    return isinstance(port, str) and port.startswith(REMOTE_SCHEMES)
+
+
+def remote_prefix(port: str) -> str:
+    """The bare PV prefix of ``pva://SMX1:`` (``SMX1:``), as ``fastcs_connector`` wants it."""
+    for scheme in REMOTE_SCHEMES:
+        if port.startswith(scheme):
+            prefix = port[len(scheme) :]
+            break
+    else:
+        raise ServomexConfigurationError(f"not an IOC address: {port!r} (use pva://PREFIX:)")
+    if not prefix or "/" in prefix:
+        raise ServomexConfigurationError(f"no PV prefix in {port!r} (use pva://PREFIX:)")
+    return prefix if prefix.endswith(":") else prefix + ":"
+
+
+class RemoteServomexAnalyser(StandardReadable):
+    """An analyser behind an ``ophyd-servomex ioc`` process, read over PVA (see module doc).
+
+    ``port`` is ``pva://PREFIX:``. ``channels`` limits the channels read into events
+    (default: every channel the IOC serves). ``calibration_poll_period`` is how often a
+    running calibration's phase is read. ``frame_timeout`` bounds how long ``trigger()``
+    waits for the next frame (default: three poll periods plus 5 s).
+    """
+
+    fault: A[SignalR[bool], Format.UNCACHED_SIGNAL]
+    maintenance: A[SignalR[bool], Format.UNCACHED_SIGNAL]
+    cal_group1: A[SignalR[str], Format.UNCACHED_SIGNAL]
+    cal_group2: A[SignalR[str], Format.UNCACHED_SIGNAL]
+    cal_group3: A[SignalR[str], Format.UNCACHED_SIGNAL]
+    cal_group4: A[SignalR[str], Format.UNCACHED_SIGNAL]
+    clock: A[SignalR[str], Format.UNCACHED_SIGNAL]
+    dropped_frames: A[SignalR[int], Format.UNCACHED_SIGNAL]
+    protocol: A[SignalR[str], Format.CONFIG_SIGNAL]
+    address: A[SignalR[int], Format.CONFIG_SIGNAL]
+    status: SignalR[str]
+    connected: SignalR[bool]
+    link_status: SignalR[str]
+    frames: SignalR[int]
+    poll_errors: SignalR[int]
+    reconnects: SignalR[int]
+    poll_period: SignalRW[float]
+    cal_start: SignalW[int]
+    cal_stop: SignalW[int]
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        channels: Sequence[ChannelId | str] | None = None,
+        calibration_poll_period: float = 0.5,
+        frame_timeout: float | None = None,
+        name: str = "",
+        **direct_only: Any,
+    ) -> None:
+        if direct_only:
+            raise ServomexConfigurationError(
+                f"{', '.join(sorted(direct_only))}: options of a direct connection; for "
+                f"{port!r} the IOC owns the line (set them in 'ophyd-servomex ioc')"
+            )
+        self.port = port
+        prefix = remote_prefix(port)
+        self._prefix = prefix
+        self._wanted = None if channels is None else tuple(ChannelId.parse(c) for c in channels)
+        self._frame_timeout = frame_timeout
+        self._channels: dict[ChannelId, Device] = {}
+        self._registered = False
+        self._subscriptions: dict[Callback[dict[str, BlueskyReading[Any]]], Any] = {}
+        self._context = ErrorContext(port=port)
+        source = f"pva://{prefix}"
+        self.calibration = ServomexCalibration(
+            start=self._start_calibration,
+            stop=self._stop_calibration,
+            phase=self._phase,
+            protocol=self._protocol_value,
+            source=source,
+            poll_period=calibration_poll_period,
+            context=self._context,
+        )
+        super().__init__(name=name, connector=fastcs_connector(prefix))
+
+    # --- connecting ------------------------------------------------------------------
+
+    async def connect(
+        self,
+        mock: bool | DeviceMock[Any] = False,
+        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - ophyd-async's signature
+        force_reconnect: bool = False,
+    ) -> None:
+        """Fill the device from the IOC's PVI and register the channels it serves."""
+        await super().connect(mock=mock, timeout=timeout, force_reconnect=force_reconnect)
+        if not mock:
+            self._register_channels()
+
+    def _register_channels(self) -> None:
+        if self._registered:
+            return
+        served: dict[ChannelId, Device] = {}
+        for name, child in self.children():
+            try:
+                cid = ChannelId.parse(name)
+            except ValueError:
+                continue
+            served[cid] = child
+        wanted = self._wanted if self._wanted is not None else tuple(served)
+        missing = [c.value for c in wanted if c not in served]
+        if missing:
+            raise ServomexConfigurationError(
+                f"{self.port} serves no channel {', '.join(missing)} "
+                f"(it has {', '.join(c.value for c in served) or 'none'})",
+                context=self._context,
+            )
+        order = {c: i for i, c in enumerate(ChannelId)}
+        for cid in sorted(wanted, key=order.__getitem__):
+            child = served[cid]
+            self.add_readables([child.value], Format.HINTED_UNCACHED_SIGNAL)  # type: ignore[attr-defined]
+            self.add_readables([getattr(child, f) for f in _CHANNEL_READS], Format.UNCACHED_SIGNAL)
+            self.add_readables([getattr(child, f) for f in _CHANNEL_CONFIG], Format.CONFIG_SIGNAL)
+            self._channels[cid] = child
+        self._registered = True
+
+    @property
+    def channel_ids(self) -> tuple[ChannelId, ...]:
+        """The channels read into events, in the analyser's order."""
+        return tuple(self._channels)
+
+    def channel(self, channel: ChannelId | str) -> Device:
+        """The child of one channel (its signals: ``value``, ``fault`` … ``unit``)."""
+        cid = ChannelId.parse(channel)
+        try:
+            return self._channels[cid]
+        except KeyError:
+            raise ServomexConfigurationError(
+                f"{self.name or 'analyser'} has no channel {cid.value} "
+                f"(it has {', '.join(c.value for c in self._channels) or 'none; connect first'})",
+                context=self._context,
+            ) from None
+
+    @property
+    def context(self) -> ErrorContext:
+        """The IOC address, as errors about this analyser report it."""
+        return self._context
+
+    # --- bluesky verbs -----------------------------------------------------------------
+
+    @AsyncStatus.wrap
+    async def trigger(self) -> None:
+        """Wait until the IOC has published a frame newer than the one current now."""
+        start = await self.frames.get_value()
+        timeout = self._frame_timeout
+        if timeout is None:
+            timeout = 3 * await self.poll_period.get_value() + 5.0
+        try:
+            await wait_for_value(self.frames, lambda n: n > start, timeout=timeout)
+        except TimeoutError:
+            link = await self.link_status.get_value()
+            raise ServomexTimeoutError(
+                f"no new frame from {self.port} within {timeout:g} s (IOC link: {link})",
+                context=self._context,
+            ) from None
+
+    def subscribe(self, function: Callback[dict[str, BlueskyReading[Any]]]) -> None:
+        """Call ``function`` with a full ``read()`` for every frame the IOC publishes
+        (``bps.monitor(analyser)``); the current state is delivered at once."""
+        if function in self._subscriptions:
+            return
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def deliver() -> None:
+            function(await self.read())
+
+        def on_frame(_: dict[str, BlueskyReading[int]]) -> None:
+            task = loop.create_task(deliver())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        self._subscriptions[function] = (on_frame, tasks)
+        self.frames.subscribe_reading(on_frame)
+
+    def clear_sub(self, function: Callback[dict[str, BlueskyReading[Any]]]) -> None:
+        """Stop calling ``function``."""
+        entry = self._subscriptions.pop(function, None)
+        if entry is not None:
+            on_frame, tasks = entry
+            self.frames.clear_sub(on_frame)
+            for task in tasks:
+                task.cancel()
+
+    def calibrate(
+        self,
+        group: int,
+        *,
+        confirm: bool = False,
+        poll_period: float | None = None,
+        timeout: float | None = None,
+    ) -> WatchableAsyncStatus[int]:
+        """Run autocalibration of ``group`` (1–4) through the IOC (it must allow it)."""
+        return self.calibration.set(
+            group, confirm=confirm, poll_period=poll_period, timeout=timeout
+        )
+
+    # --- what the calibration movable calls ----------------------------------------------
+
+    async def _start_calibration(self, group: int, confirm: bool) -> None:
+        if confirm is not True:  # the movable checked already; never write without it
+            return
+        await self.cal_start.set(group)
+
+    async def _stop_calibration(self, confirm: bool) -> None:
+        if confirm is not True:
+            return
+        await self.cal_stop.set(1)
+
+    async def _phase(self, group: int) -> str:
+        signal: SignalR[str] = getattr(self, f"cal_group{group}")
+        return str(await signal.get_value())
+
+    async def _protocol_value(self) -> str:
+        return str(await self.protocol.get_value())
+
+    def __repr__(self) -> str:
+        return f"RemoteServomexAnalyser(name={self.name!r}, port={self.port!r})"
