@@ -1,24 +1,28 @@
 """``Analyzer.stream`` over a couple of seconds, and closed part-way.
 
-Modbus: polls on an absolute schedule — ``rate × duration`` samples (± 1), each one sweep of
-its own (three requests on the wire), the ticks not drifting. Continuous: every broadcast
-of the stream's span arrives once, in order, none twice and none skipped. Closing a stream
-in the middle — leaving its block, or cancelling it during a poll — leaves no task behind
-and the analyser working.
+Samples are long-format rows, one per channel: a frame (a sweep, a broadcast) is the run
+of consecutive rows that share its reception time. Modbus: polls on an absolute schedule —
+``rate × duration`` sweeps (± 1), each one of its own (three requests on the wire), the
+ticks not drifting. Continuous: every broadcast of the stream's span arrives once, in
+order, none twice and none skipped. Closing a stream in the middle — leaving its block, or
+cancelling it during a poll — leaves no task behind and the analyser working.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import anyio
 import pytest
 from driverhelpers import ADDRESS, MODBUS_MODES, bench_values, quiet_config, requests
 
-from ophyd_servomex.codec.models import ProtocolKind
-from ophyd_servomex.driver import open_device
+from ophyd_servomex.codec.continuous import parse_frame
+from ophyd_servomex.codec.errors import ServomexConfigurationError
+from ophyd_servomex.codec.models import ProtocolKind, Reading, Sample, StreamMode
+from ophyd_servomex.driver import Analyzer
 from ophyd_servomex.sim import SimAnalyser, WireKind, bench_channels, serve_pty
 
 pytestmark = pytest.mark.anyio
@@ -27,7 +31,12 @@ CONTINUOUS = ProtocolKind.CONTINUOUS_ASCII
 
 
 def other_tasks() -> set[asyncio.Task[object]]:
-    return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+    return asyncio.all_tasks() - {asyncio.current_task()}
+
+
+def frames_of(samples: Sequence[Sample]) -> list[list[Sample]]:
+    """The rows grouped back into their frames: consecutive rows of one reception."""
+    return [list(rows) for _, rows in itertools.groupby(samples, key=lambda s: s.monotonic_ns)]
 
 
 @pytest.mark.parametrize("mode", MODBUS_MODES, ids=lambda m: m.value)
@@ -35,19 +44,25 @@ async def test_a_modbus_stream_polls_on_an_absolute_schedule(mode: ProtocolKind)
     rate, duration = 5.0, 2.0
     async with (
         serve_pty(quiet_config(mode)) as sim,
-        open_device(sim.port, protocol=mode, address=ADDRESS, inter_frame_idle=0.005) as analyser,
+        Analyzer(sim.port, protocol=mode, address=ADDRESS, inter_frame_idle=0.005) as analyser,
     ):
         before = len(requests(sim))
         started = anyio.current_time()
         async with analyser.stream(rate_hz=rate, duration=duration) as session:
             samples = [s async for s in session]
         elapsed = anyio.current_time() - started
-        assert abs(len(samples) - rate * duration) <= 1
+        sweeps = frames_of(samples)
+        assert abs(len(sweeps) - rate * duration) <= 1
         assert (session.samples, session.errors) == (len(samples), 0)
-        assert all(s.frame is not None and s.frame.values == bench_values(mode) for s in samples)
-        # each sample is a fresh sweep: three requests apiece, distinct frames in order
-        assert len(requests(sim)) - before == 3 * len(samples)
-        stamps = [s.timestamp for s in samples]
+        values = list(bench_values(mode).items())
+        for sweep in sweeps:  # one row per channel, every sweep the bench unit's five
+            assert [(s.channel, s.value) for s in sweep] == values
+            assert all(s.ok and s.device == analyser.name for s in sweep)
+            assert len({s.received_at for s in sweep}) == 1
+        assert len(samples) == 5 * len(sweeps)
+        # each sweep is a fresh one: three requests apiece, distinct frames in order
+        assert len(requests(sim)) - before == 3 * len(sweeps)
+        stamps = [sweep[0].timestamp for sweep in sweeps]
         assert stamps == sorted(set(stamps))
         # the ticks sit on start + k / rate: the mean spacing is one period (no drift)
         # however long each poll took; the run ends with its duration
@@ -58,21 +73,28 @@ async def test_a_modbus_stream_polls_on_an_absolute_schedule(mode: ProtocolKind)
 async def test_a_continuous_stream_gets_every_broadcast_once() -> None:
     tick = itertools.count()
     epoch = datetime(2026, 1, 1)
-    unit = SimAnalyser(  # a new analyser time per frame: every broadcast's text differs
-        bench_channels(noisy=False), analyser_clock=lambda: epoch + timedelta(seconds=next(tick))
-    )
+
+    def analyser_clock() -> datetime:
+        # a new analyser time and a new O₂ value for every frame: no two broadcasts alike
+        n = next(tick)
+        unit.set_setpoint("I1", 20.0 + n / 1000)  # shows in the next frame (3 decimals)
+        return epoch + timedelta(seconds=n)
+
+    unit = SimAnalyser(bench_channels(noisy=False), analyser_clock=analyser_clock)
     async with (
         serve_pty(quiet_config(CONTINUOUS, analysers=(unit,), period=0.1)) as sim,
-        open_device(sim.port, protocol=CONTINUOUS) as analyser,
+        Analyzer(sim.port, protocol=CONTINUOUS) as analyser,
     ):
         async with analyser.stream(duration=2.0) as session:
             samples = [s async for s in session]
         broadcasts = [e.data.rstrip(b"\r\n") for e in sim.log.events(WireKind.BROADCAST)]
-    raws = [s.frame.raw for s in samples if s.frame is not None]
-    assert len(raws) == len(samples) == session.samples
-    assert 15 <= len(samples) <= 21
-    first = broadcasts.index(raws[0])
-    assert raws == broadcasts[first : first + len(raws)]  # contiguous: none lost, none twice
+    received = [[s.reading for s in frame] for frame in frames_of(samples)]
+    sent: list[list[Reading | None]] = [list(parse_frame(b).readings) for b in broadcasts]
+    assert len(samples) == session.samples == 5 * len(received)
+    assert all(s.ok and s.requested_at is None for s in samples)  # passive: nobody asked
+    assert 15 <= len(received) <= 21
+    first = sent.index(received[0])
+    assert received == sent[first : first + len(received)]  # contiguous: none lost, none twice
     assert (session.errors, session.dropped) == (0, 0)
 
 
@@ -80,7 +102,7 @@ async def test_a_continuous_stream_gets_every_broadcast_once() -> None:
 async def test_leaving_a_stream_early_leaves_nothing_running(mode: ProtocolKind) -> None:
     async with (
         serve_pty(quiet_config(mode)) as sim,
-        open_device(sim.port, protocol=mode, address=ADDRESS, inter_frame_idle=0.005) as analyser,
+        Analyzer(sim.port, protocol=mode, address=ADDRESS, inter_frame_idle=0.005) as analyser,
     ):
         hub = analyser._hub  # the frame hub's subscribers, to see the stream let go
         tasks = other_tasks()
@@ -88,7 +110,7 @@ async def test_leaving_a_stream_early_leaves_nothing_running(mode: ProtocolKind)
         async with analyser.stream(rate_hz=20) as session:
             async for sample in session:
                 assert sample.ok
-                if session.samples == 3:
+                if session.samples == 3 * 5:  # three frames of the bench unit's 5 channels
                     break
         assert hub.subscriber_count == subscribers
         assert other_tasks() == tasks
@@ -100,7 +122,7 @@ async def test_leaving_a_stream_early_leaves_nothing_running(mode: ProtocolKind)
 async def test_a_stream_cancelled_during_a_poll_leaves_the_analyser_working() -> None:
     async with (
         serve_pty(quiet_config(ProtocolKind.MODBUS_RTU, realistic_timing=True)) as sim,
-        open_device(sim.port, protocol=ProtocolKind.MODBUS_RTU, address=ADDRESS) as analyser,
+        Analyzer(sim.port, protocol=ProtocolKind.MODBUS_RTU, address=ADDRESS) as analyser,
     ):
         tasks = other_tasks()
         for delay in (0.01, 0.07, 0.13, 0.2):  # inside one of the sweep's three reads
@@ -124,7 +146,7 @@ async def test_a_stream_left_by_break_without_closing_unsubscribes() -> None:
     nobody until the analyser closes)."""
     async with (
         serve_pty(quiet_config(CONTINUOUS)) as sim,
-        open_device(sim.port, protocol=CONTINUOUS) as analyser,
+        Analyzer(sim.port, protocol=CONTINUOUS) as analyser,
     ):
         hub = analyser._hub
         subscribers = hub.subscriber_count
@@ -134,3 +156,22 @@ async def test_a_stream_left_by_break_without_closing_unsubscribes() -> None:
                 break
         assert hub.subscriber_count == subscribers
         assert (await analyser.poll()).values == bench_values(CONTINUOUS)
+
+
+async def test_a_modbus_stream_needs_its_block() -> None:
+    """A polled stream's loop lives in the session's task group: iterating it without
+    ``async with`` is refused before any poll, and so is the broadcast mode."""
+    mode = ProtocolKind.MODBUS_RTU
+    async with (
+        serve_pty(quiet_config(mode)) as sim,
+        Analyzer(sim.port, protocol=mode, address=ADDRESS, inter_frame_idle=0.005) as analyser,
+    ):
+        before = len(requests(sim))
+        session = analyser.stream(rate_hz=20)
+        assert session.mode is StreamMode.POLL
+        with pytest.raises(ServomexConfigurationError, match=r"async with analyzer\.stream"):
+            await session.__anext__()
+        await session.aclose()
+        with pytest.raises(ServomexConfigurationError, match="not autoprint"):
+            analyser.stream(mode=StreamMode.AUTOPRINT)
+        assert len(requests(sim)) == before
