@@ -472,16 +472,21 @@ class ServomexConnector(DeviceConnector):
         declared = tuple(c.channel for c in self.declared) if self.declared is not None else None
         return tuple(c.channel for c in select_channels(info, declared))
 
-    def link_lost(self, exc: BaseException) -> ServomexConnectionError:
+    def link_lost(
+        self, exc: BaseException, session: AnalyserSession | None = None
+    ) -> ServomexConnectionError:
         """Report a lost link (from the pump, the poll or an action); returns the error to
         raise to the caller: the device's, naming the port and saying it reconnects.
 
         On a shared bus the other analysers on the line are told too, so they all let go
-        of the port together and it is really released.
+        of the port together and it is really released. ``session`` is the session the
+        error came from: an error from an earlier one (an action that outlived it) changes
+        nothing.
         """
         error = as_connection_error(exc, self.context)
         lost = self._lost
-        if lost is not None and not lost.is_set() and not self._stopping:
+        stale = session is not None and session is not self._session  # an older session's
+        if lost is not None and not lost.is_set() and not self._stopping and not stale:
             self._failure = self._lost_cause = error
             self._session = None  # actions fail fast from now on
             if self.reconnect is not None:
@@ -501,16 +506,18 @@ class ServomexConnector(DeviceConnector):
             async for frame in subscription:
                 self.hub.publish(frame, dropped_frames=session.dropped_frames)
         except PORT_ERRORS as exc:
-            self.link_lost(exc)
+            self.link_lost(exc, session)
             return
         except ServomexError as exc:
-            self.link_lost(ServomexConnectionError(f"the broadcast failed: {exc}"))
+            self.link_lost(ServomexConnectionError(f"the broadcast failed: {exc}"), session)
             return
         finally:
             close = getattr(subscription, "close", None)
             if close is not None:
                 close()
-        self.link_lost(ServomexConnectionError("the broadcast ended", context=self.context))
+        self.link_lost(
+            ServomexConnectionError("the broadcast ended", context=self.context), session
+        )
 
     async def _poll_while_subscribed(self, session: AnalyserSession) -> None:
         """Poll at ``poll_rate_hz`` on an absolute schedule while anything listens.
@@ -537,7 +544,7 @@ class ServomexConnector(DeviceConnector):
             try:
                 frame = await session.poll()
             except PORT_ERRORS as exc:  # the link is gone: end the session
-                self.link_lost(exc)
+                self.link_lost(exc, session)
                 _LOGGER.error("background poll of %s lost the link: %s", self.port, exc)
                 return
             except ServomexError as exc:
@@ -565,7 +572,7 @@ class ServomexConnector(DeviceConnector):
         try:
             return await action(session)
         except PORT_ERRORS as exc:
-            raise self.link_lost(exc) from exc
+            raise self.link_lost(exc, session) from exc
 
     async def refresh(self) -> None:
         """Take one fresh frame for ``trigger()``: a sweep (Modbus) or the next broadcast."""
