@@ -182,9 +182,10 @@ class CalibrationTracker:
             return 0.0
         if self.gas_time is None:
             return None
-        gas_steps_left = len(_GAS_STEPS) - max(self.step, 1) + 1
-        in_phase = self.phase_elapsed if self.step in _GAS_STEPS else 0.0
-        return max(0.0, gas_steps_left * self.gas_time - in_phase)
+        if self.step not in _GAS_STEPS:  # sampling: every gas phase is still ahead
+            return len(_GAS_STEPS) * self.gas_time
+        later = _GAS_STEPS[-1] - self.step  # gas phases after this one
+        return later * self.gas_time + max(0.0, self.gas_time - self.phase_elapsed)
 
     def observe(self, phase: CalPhase) -> bool:
         """Feed one polled phase; returns True when the step changed."""

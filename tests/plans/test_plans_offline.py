@@ -160,7 +160,9 @@ def test_wait_for_stable_returns_the_settled_mean(RE: RunEngine) -> None:
     callback_on_mock_execute(o2.refresh, lambda: set_mock_value(o2.i1.value, next(values)))
     settled = RE(wait_for_stable(o2, "I1", tolerance=0.01, window=0.05, poll_period=0.01))
     assert settled.plan_result == pytest.approx(2.0, abs=0.001)
-    assert get_mock_execute(o2.refresh).call_count >= 8
+    # the three unsettled values, then at least two settled ones spanning the window (how
+    # many more depends on how fast a loaded machine polls)
+    assert get_mock_execute(o2.refresh).call_count >= 5
 
 
 def test_wait_for_stable_times_out_on_a_drifting_value(RE: RunEngine) -> None:
