@@ -28,6 +28,7 @@ Choices this module makes where the device facts are silent:
 from __future__ import annotations
 
 import math
+import re
 import time
 import zlib
 from collections.abc import Callable
@@ -65,6 +66,7 @@ __all__ = [
     "build_frame",
     "checksum",
     "frame_length",
+    "looks_like_continuous",
     "parse_frame",
 ]
 
@@ -282,6 +284,21 @@ def _parse_clock(text: bytes) -> datetime | None:
         return datetime(2000 + year, month, day, hour, minute, second)
     except ValueError:
         return None
+
+
+_CONTINUOUS_SIGNATURE = re.compile(
+    rb"\d\d[-/]\d\d[-/]\d\d;\d\d:\d\d|;[IDE][1-4];[^;]{0,12};[ +\-.\d]{0,10};"
+)
+"""What continuous-mode traffic looks like on a line: the header's date and time, or a
+channel block (``;I1;Oxygen;20.378;``)."""
+
+
+def looks_like_continuous(data: bytes | None) -> bool:
+    """True when ``data`` (bytes read off a line) carries continuous-mode frame text.
+
+    Used to tell a user who polls Modbus on a unit set to continuous mode what is wrong.
+    """
+    return bool(data) and _CONTINUOUS_SIGNATURE.search(data or b"") is not None
 
 
 def parse_frame(line: bytes, *, timestamp: float | None = None) -> Frame:

@@ -41,6 +41,7 @@ from anymodbus.exceptions import (
 )
 from anymodbus.transaction import TransactionInfo, TransactionOutcome
 
+from ..codec.continuous import looks_like_continuous
 from ..codec.errors import (
     ErrorContext,
     ServomexChecksumError,
@@ -59,6 +60,7 @@ from ..codec.models import ProtocolKind
 from ..codec.registers import FULL_SWEEP
 from ..transport import NonClosing
 from .owner import PortOwner
+from .retry_log import install_retry_log_filter
 
 __all__ = [
     "DEFAULT_INTER_FRAME_IDLE",
@@ -199,6 +201,7 @@ class ModbusLine:
         """Added to ``timeout`` per attempt: the longest request and reply on the wire."""
         window = _LATE_REPLY_TURNAROUND + _max_reply_chars(protocol) * _BITS_PER_CHAR / baud
         self._tap = _WireTap(transport)
+        install_retry_log_filter()  # a retry that succeeds is no console warning
         self.bus = Bus(
             self._tap,
             framing=_FRAMING[protocol],
@@ -284,7 +287,24 @@ class ModbusLine:
     def translate(
         self, exc: ModbusError, address: int, *, function: int, register: int | None
     ) -> ServomexError:
-        """Map an anymodbus error (after retries) onto the package's error hierarchy."""
+        """Map an anymodbus error (after retries) onto the package's error hierarchy.
+
+        When the bytes read back look like continuous-mode frames, the message says so:
+        the unit's front panel is in continuous mode, not this Modbus mode.
+        """
+        error = self._translate(exc, address, function=function, register=register)
+        if not isinstance(error, ServomexConnectionError) and looks_like_continuous(
+            error.context.response
+        ):
+            error.message = (
+                "the line carries continuous-mode frames; try protocol continuous "
+                f"(the analyser broadcasts instead of answering Modbus): {error.message}"
+            )
+        return error
+
+    def _translate(
+        self, exc: ModbusError, address: int, *, function: int, register: int | None
+    ) -> ServomexError:
         ctx = self.context(address, function=function, register=register)
         what = _describe_request(function, register)
         attempts = 1 if function in (5, 15) else self.retries + 1
@@ -307,6 +327,14 @@ class ModbusLine:
             return ServomexModbusError(
                 f"the analyser at address {address} refused {what}: exception {code:02X}",
                 exception_code=code,
+                context=ctx,
+            )
+        if isinstance(exc, FrameTimeoutError) and ctx.response:
+            return ServomexTimeoutError(
+                f"an incomplete reply from address {address} to {what}: {len(ctx.response)} "
+                f"bytes arrived, then nothing within {self.timeout:g} s "
+                f"({attempts} attempt{'s' if attempts > 1 else ''}); the reply was cut off or "
+                "its byte count is wrong",
                 context=ctx,
             )
         if isinstance(exc, FrameTimeoutError):
