@@ -18,7 +18,6 @@ from .fake import FakeTransport
 from .memory import MemoryTransport, memory_transport_pair
 from .opening import open_transport
 from .pseudo_terminal import PEER_POLL_INTERVAL, PtyMasterTransport, PtyPair, open_pty_pair
-from .reader import ByteReader
 from .rfc2217 import Rfc2217Transport, open_rfc2217
 from .serial_port import SerialTransport, hold_exclusively, open_serial
 from .tcp import TcpTransport, open_tcp
@@ -28,7 +27,6 @@ from .wrappers import NonClosing
 __all__ = [
     "DEFAULT_RECEIVE_SIZE",
     "PEER_POLL_INTERVAL",
-    "ByteReader",
     "ByteStreamTransport",
     "FakeTransport",
     "LinkLostError",
