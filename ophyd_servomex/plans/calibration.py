@@ -98,6 +98,8 @@ def _calibrate(
             done = yield from bps.wait(
                 wait_group, timeout=CHECKPOINT_PERIOD, error_on_timeout=False
             )
+            if done is None:  # no RunEngine answers: the plan is list()-ed
+                break
     except Exception:
         # An abort, a stop or a failure while the gas flows: stop it now, not only when
         # the RunEngine gets round to stop() after the run is closed.

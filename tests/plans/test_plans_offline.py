@@ -26,6 +26,7 @@ from ophyd_servomex.codec.errors import (
 from ophyd_servomex.codec.models import CalPhase
 from ophyd_servomex.devices import ServomexAnalyser
 from ophyd_servomex.plans import (
+    CHECKPOINT_PERIOD,
     calibrate,
     calibrating_groups,
     calibration_run,
@@ -49,6 +50,16 @@ def test_calibrate_returns_the_final_progress(RE: RunEngine) -> None:
     assert (progress.group, progress.phase, progress.fraction) == (2, CalPhase.DONE, 1.0)
     get_mock_execute(o2.calibration.start_group).assert_called_once_with(2, True)
     assert_emitted(docs)  # a calibration is not a run: no documents
+
+
+def test_calibrate_listed_without_a_run_engine_ends(RE: RunEngine) -> None:
+    (o2,) = mock_analysers()
+    messages = list(calibrate(o2, 1, confirm=True))
+    assert [m.command for m in messages] == ["read", "set", "checkpoint", "wait"]
+    assert messages[1].kwargs["confirm"] is True
+    assert messages[3].kwargs["timeout"] == CHECKPOINT_PERIOD
+    assert messages[3].kwargs["group"] == messages[1].kwargs["group"]
+    get_mock_execute(o2.calibration.start_group).assert_not_called()
 
 
 def test_calibrate_refuses_before_any_message(RE: RunEngine) -> None:
