@@ -8,6 +8,8 @@ import math
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
+from bluesky.run_engine import call_in_bluesky_event_loop
+from bluesky.utils import FailedStatus
 from devicehelpers import (
     CHANNELS,
     MODES,
@@ -19,7 +21,9 @@ from devicehelpers import (
     simulator,
 )
 
+from ophyd_servomex.codec.errors import ServomexConnectionError
 from ophyd_servomex.codec.models import ProtocolKind
+from ophyd_servomex.devices import ServomexAnalyser
 
 UNITS = {"i1": "%", "i2": "%", "i3": "%", "e1": "mA", "e2": "mA"}
 PRECISION = {"%": 3, "mA": 1}
@@ -103,3 +107,15 @@ def test_count_gives_100_coherent_events_matching_the_truth(
         assert sent == 100 * 3  # one three-transaction sweep per trigger, nothing else
     else:
         assert sent == 0  # a continuous analyser is never written to
+
+
+def test_count_on_an_analyser_that_never_connected_says_not_connected(RE: RunEngine) -> None:
+    gas = ServomexAnalyser("/dev/ttyUSB9", protocol=ProtocolKind.MODBUS_RTU, name="gas")
+    with pytest.raises(FailedStatus) as caught:
+        RE(count([gas], num=1))
+    error = caught.value.__cause__
+    assert isinstance(error, ServomexConnectionError)
+    assert str(error).startswith("gas on /dev/ttyUSB9 is not connected; connect it first")
+    # not the old "no frame has arrived yet for servomex://…#cal_group1"
+    with pytest.raises(ServomexConnectionError, match=r"^gas on /dev/ttyUSB9 is not connected"):
+        call_in_bluesky_event_loop(gas.read())
