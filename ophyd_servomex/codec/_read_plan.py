@@ -1,6 +1,6 @@
 """Read plans: :class:`ReadRequest`, the three-read :data:`FULL_SWEEP`, the
 :func:`gap_free_plan` fallback, and :func:`banks_from_responses`, which assembles the
-answers to a plan into :class:`RegisterBanks` (PROTOCOL.md §5.9).
+answers to a plan into :class:`RegisterBanks` (docs/protocol.md §5.9).
 
 Public names are re-exported by :mod:`ophyd_servomex.codec.registers`.
 """
@@ -74,7 +74,7 @@ FULL_SWEEP: tuple[ReadRequest, ...] = (
     ReadRequest(2, 0, CHANNEL_DISCRETE_COUNT),
     ReadRequest(2, ANALYSER_DISCRETE_START, ANALYSER_DISCRETE_COUNT),
 )
-"""One whole poll: the three block reads the bench unit accepted (PROTOCOL.md §5.9)."""
+"""One whole poll: the three block reads the bench unit accepted (docs/protocol.md §5.9)."""
 
 
 def _merged_spans(spans: Iterable[range]) -> list[range]:
@@ -93,7 +93,7 @@ def gap_free_plan(channels: Iterable[ChannelId]) -> tuple[ReadRequest, ...]:
 
     Adjacent slots merge into one span: FC04 spans first, then FC02 status spans, then
     the analyser block. For the bench (I1, I2, I3, E1, E2) that is FC04 (0, 21) + (56, 14),
-    FC02 (0, 24) + (64, 16) and FC02 (1000, 16) (PROTOCOL.md §5.9); for all ten slots it is
+    FC02 (0, 24) + (64, 16) and FC02 (1000, 16) (docs/protocol.md §5.9); for all ten slots it is
     :data:`FULL_SWEEP`. No channels reads only the analyser block.
     """
     slots = [CHANNEL_REGISTERS[ChannelId.parse(c)] for c in set(channels)]

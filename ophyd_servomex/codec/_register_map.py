@@ -1,7 +1,7 @@
 """The register map's layout: PDU address constants (input registers, discretes, coils,
 read limits), the autocal group discretes, the channel registry with its import-time
 check against the manual's tables, and the float, string, name and unit encodings of the
-input registers (PROTOCOL.md §5.2–§5.4, §5.7).
+input registers (docs/protocol.md §5.2–§5.4, §5.7).
 
 Public names are re-exported by :mod:`ophyd_servomex.codec.registers`.
 """
@@ -47,7 +47,7 @@ CHANNEL_DISCRETE_COUNT = 80
 """FC02 discretes 0–79 cover all ten slots."""
 
 ANALYSER_DISCRETE_START = 1000
-"""PDU address of data-model 11001 (offset from 10001, not 11001: PROTOCOL.md §5.2)."""
+"""PDU address of data-model 11001 (offset from 10001, not 11001: docs/protocol.md §5.2)."""
 ANALYSER_DISCRETE_COUNT = 16
 ANALYSER_FAULT_DISCRETE = 1000
 ANALYSER_MAINTENANCE_DISCRETE = 1001
@@ -90,7 +90,7 @@ CAL_GROUP_DISCRETES: Mapping[int, CalGroupBits] = MappingProxyType(
 )
 """The autocal bit layout: pairs interleaved by group (the reference driver's reading).
 
-The manual's layout is unconfirmed (PROTOCOL.md §5.6, §12 #7): only all-zero idle bits
+The manual's layout is unconfirmed (docs/protocol.md §5.6, §12 #7): only all-zero idle bits
 were ever read. Every decoder and encoder here goes through this one table, so a
 different layout is a change to these eight numbers.
 """
@@ -216,7 +216,7 @@ def registers_to_float(hi: int, lo: int) -> float | None:
     """Decode two registers (high word first) as IEEE-754 binary32.
 
     Returns ``None`` for NaN **and for ±infinity**: the analyser is not known to send
-    either (PROTOCOL.md §5.4, §12 #10), and neither is a measurement, so both read as "no
+    either (docs/protocol.md §5.4, §12 #10), and neither is a measurement, so both read as "no
     value" like an over-range continuous field.
     """
     raw = struct.pack(">HH", _check_register(hi), _check_register(lo))
@@ -253,7 +253,7 @@ def name_from_text(text: str) -> str | None:
     """A decoded name, trimmed of spaces and NULs; ``None`` for an unconfigured slot.
 
     A name that is empty after trimming, or made only of spaces, NULs or ``|``, means the
-    slot carries no label (PROTOCOL.md §5.4).
+    slot carries no label (docs/protocol.md §5.4).
     """
     trimmed = text.strip(" \x00")
     if not trimmed or set(trimmed) <= _NAME_FILLER:
@@ -284,7 +284,7 @@ def decode_unit(regs: Sequence[int]) -> tuple[Unit, str]:
     """Decode a slot's two unit registers to ``(unit, trimmed text)``.
 
     Both NUL and space padding are removed, since the analyser's exact padding is unknown
-    (PROTOCOL.md §5.4, §12 #12); an unknown unit keeps its text with ``Unit.UNKNOWN``.
+    (docs/protocol.md §5.4, §12 #12); an unknown unit keeps its text with ``Unit.UNKNOWN``.
     """
     text = decode_display(registers_to_bytes(regs)).strip(" \x00")
     return Unit.from_text(text), text

@@ -1,5 +1,5 @@
 """The status discretes decoded and encoded: a channel slot's eight status bits
-(PROTOCOL.md §5.5, §8), and the analyser discretes 1000–1015 with the autocal groups'
+(docs/protocol.md §5.5, §8), and the analyser discretes 1000–1015 with the autocal groups'
 calibrating and gas bits (§5.6; their addresses, ``CAL_GROUP_DISCRETES``, are part of the
 register map, whose import-time check covers them).
 
@@ -40,7 +40,7 @@ def _bits(bits: Sequence[bool], size: int, what: str) -> tuple[bool, ...]:
 
 
 def status_from_bits(channel: ChannelId, bits: Sequence[bool]) -> ChannelStatus:
-    """Decode a slot's eight status discretes (PROTOCOL.md §5.5, §8).
+    """Decode a slot's eight status discretes (docs/protocol.md §5.5, §8).
 
     Missing bits of a short array read as 0. I channels: bit 0 fault, 1 maintenance,
     2 calibrating, 3 warming up, 4–7 alarms 1–4. D channels decode the same way; their bits

@@ -1,7 +1,7 @@
 """The analyser's display character set, as used by the Modbus name and unit registers.
 
 Over Modbus the name and unit registers hold display-ROM code points, not ASCII
-(PROTOCOL.md §6): 0x20–0x7E are plain ASCII and 0x82 is the subscript two of ``CO₂``.
+(docs/protocol.md §6): 0x20–0x7E are plain ASCII and 0x82 is the subscript two of ``CO₂``.
 No other glyph has been identified, so every other byte is decoded as Latin-1, which
 keeps it (one byte, one character) and never fails. Continuous mode replaces the glyphs
 with ASCII (``CO2``); :func:`to_ascii_name` gives that form.

@@ -1,7 +1,7 @@
 """The continuous ASCII frame: checksum, parser, builder and a sans-I/O stream splitter.
 
 In continuous mode the analyser broadcasts one fixed-width text line every frame period
-(PROTOCOL.md §4)::
+(docs/protocol.md §4)::
 
      DD-MM-YY;HH:MM:SS;FM;S1S1S1S1;NN;<block>×N CCCC;<CR LF>
 
@@ -136,7 +136,7 @@ def checksum(region: bytes) -> int:
     """The continuous-mode checksum: the sum of the byte values, modulo 65536.
 
     ``region`` is the frame from offset 1 (after the start space) through the ``;`` just
-    before the checksum field (PROTOCOL.md §4.6). For idle capture frame 0 it is ``0x2A1D``.
+    before the checksum field (docs/protocol.md §4.6). For idle capture frame 0 it is ``0x2A1D``.
     """
     # The low half of Adler-32 is 1 + sum(bytes) modulo 65521; for up to 256 bytes the sum
     # stays below 65521, so it is exact and runs in C. Longer regions go in 256-byte steps.
@@ -263,7 +263,7 @@ def _decode_status(field: bytes) -> tuple[bool, bool, _Groups]:
 
 
 def _parse_clock(text: bytes) -> datetime | None:
-    # text = b"DD-MM-YY;HH:MM:SS"; read as day-first, 20YY, 24-hour (PROTOCOL.md §4.4)
+    # text = b"DD-MM-YY;HH:MM:SS"; read as day-first, 20YY, 24-hour (docs/protocol.md §4.4)
     if (
         text[2] != 0x2D
         or text[5] != 0x2D

@@ -1,6 +1,6 @@
 """Modbus serial-line framing: CRC-16, LRC, RTU and ASCII ADUs, and request/response PDUs.
 
-Pure functions over bytes (PROTOCOL.md §5.1, §5.8, §5.9, §5.11). The simulated analyser
+Pure functions over bytes (docs/protocol.md §5.1, §5.8, §5.9, §5.11). The simulated analyser
 uses them to split, check and answer requests; tests use them to check bytes on the wire.
 The driver's own client speaks through anymodbus, so nothing here is on its hot path.
 

@@ -1,7 +1,7 @@
 """The Modbus register map of the SERVOPRO 4000 series, as pure encode/decode functions.
 
 Addresses here are **PDU addresses** (what goes on the wire), not the manual's
-0xxxx/1xxxx/3xxxx data-model numbers (PROTOCOL.md §5.2):
+0xxxx/1xxxx/3xxxx data-model numbers (docs/protocol.md §5.2):
 
 * input registers (FC04) 0–69: seven per channel slot — value (float32, 2 registers),
   name (6 display bytes, 3 registers), unit (3 characters + NUL, 2 registers); the I, D and
