@@ -2,7 +2,7 @@
 
 Without ports, lists this machine's serial ports and probes each; with ports (any form:
 device paths, the simulator's pty or ``socket://…``), probes only those. On each port,
-AUTO detection (PROTOCOL.md §10) tries Modbus RTU and ASCII at the first ``--address``
+AUTO detection (docs/protocol.md §10) tries Modbus RTU and ASCII at the first ``--address``
 and then listens for continuous frames; with several addresses, once a Modbus mode
 answers the other addresses are asked in that mode (a multidrop line). Ports are probed at
 the same time, and each result is printed as soon as it is known. Exit status 0 when an

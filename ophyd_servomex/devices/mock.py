@@ -42,7 +42,7 @@ BENCH_CHANNELS: tuple[ChannelInfo, ...] = (
     ChannelInfo(ChannelId.E1, None, Unit.MILLIAMP, "mA"),
     ChannelInfo(ChannelId.E2, None, Unit.MILLIAMP, "mA"),
 )
-"""The bench 4100D's channels (PROTOCOL.md §2.2)."""
+"""The bench 4100D's channels (docs/protocol.md §2.2)."""
 
 DEFAULT_MOCK_CHANNELS = BENCH_CHANNELS
 """What mock mode builds when no channel set is declared."""

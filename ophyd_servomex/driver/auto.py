@@ -1,4 +1,4 @@
-"""AUTO protocol detection (PROTOCOL.md §10): find which mode the analyser's panel is in.
+"""AUTO protocol detection (docs/protocol.md §10): find which mode the analyser's panel is in.
 
 The modes are exclusive and a unit in the wrong one stays silent, so detection works by
 elimination:

@@ -13,7 +13,7 @@ anymodbus. Two classes:
   its gap-free fallback, ``identify``, channel and analyser status, the calibration coil
   pulse and the FC08 loopback.
 
-Timing and retries (PROTOCOL.md §5.10): at least ``inter_frame_idle`` (50 ms) of line
+Timing and retries (docs/protocol.md §5.10): at least ``inter_frame_idle`` (50 ms) of line
 silence before every request — also before the first request of a new line, which may
 follow another bus's probe; ``timeout`` per attempt for the analyser to answer, plus the
 wire time of the longest exchange at the line's baud rate (:func:`wire_allowance`);

@@ -8,7 +8,7 @@ owner task, and a caller that is cancelled merely abandons its reply. The next j
 on a clean line.
 
 The owner's task group is entered and left in the task that runs ``async with`` (see
-DESIGN.md, "Task groups are entered and left in the same task").
+docs/architecture.md).
 """
 
 from __future__ import annotations

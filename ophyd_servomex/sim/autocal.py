@@ -1,4 +1,4 @@
-"""The autocalibration state machine of the simulated analyser (PROTOCOL.md §5.7, §9).
+"""The autocalibration state machine of the simulated analyser (docs/protocol.md §5.7, §9).
 
 Pure and time-driven: every method takes the current *simulated* time in seconds, and
 :meth:`Autocal.advance` replays every phase change that fell due since the last call at

@@ -5,7 +5,7 @@ drift however long a send takes; a slot missed entirely (a stalled event loop, a
 ``DELAY`` fault) is skipped, not sent late twice. Each frame is
 ``build_frame(analyser.truth())``: CR LF terminated, names in plain ASCII (``CO2``).
 Anything the master sends is logged as discarded and otherwise ignored, as a
-continuous-mode unit ignores Modbus traffic (PROTOCOL.md §3).
+continuous-mode unit ignores Modbus traffic (docs/protocol.md §3).
 
 With ``realistic_timing`` the frame trickles out at the baud rate in 16-byte pieces
 (206 bytes take about 107 ms at 19200 baud), so a client can see partial lines.

@@ -77,7 +77,7 @@ class SimChannel:
 
 
 def bench_channels(*, noisy: bool = True) -> tuple[SimChannel, ...]:
-    """The bench SERVOPRO 4100D (PROTOCOL.md §2.2): I1 Oxygen, I2 CO, I3 CO₂, E1, E2.
+    """The bench SERVOPRO 4100D (docs/protocol.md §2.2): I1 Oxygen, I2 CO, I3 CO₂, E1, E2.
 
     I1 ``Oxygen`` ≈ 20.378 %, I2 ``CO`` ≈ 0.084 %, I3 ``CO₂`` ≈ 0.250 % (Modbus name bytes
     ``43 4F 82 20 20 20``; continuous mode shows ``CO2``), E1 and E2 unlabelled at 0.0 mA.

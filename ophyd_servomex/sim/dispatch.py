@@ -1,6 +1,6 @@
 """Answer one Modbus request PDU from a simulated analyser's banks and coils.
 
-The map the analyser serves (PROTOCOL.md §5.2–§5.9): input registers 0–69 (FC04),
+The map the analyser serves (docs/protocol.md §5.2–§5.9): input registers 0–69 (FC04),
 discrete inputs 0–79 and 1000–1015 (FC02; one request may not span both blocks), coils
 0–8 (FC01 read, FC05/FC15 write), FC08 sub-function 0 (echo). Checks run in the standard
 Modbus order: an unsupported function or FC08 sub-function → exception 01 (FC03, FC06 and

@@ -2,7 +2,7 @@
 
 One :class:`ModbusSlave` is one bus: it serves every analyser in its list, each at its
 own address, and stays silent for any other address, for a bad CRC/LRC and for the
-broadcast address 0 (what the bench unit does with a wrong address, PROTOCOL.md §5.9).
+broadcast address 0 (what the bench unit does with a wrong address, docs/protocol.md §5.9).
 A Modbus-mode analyser never sends anything unasked.
 
 With ``realistic_timing`` the slave behaves like the bench unit behind its USB-RS485
