@@ -482,6 +482,22 @@ async def test_manager_usage_from_the_page() -> None:
         assert mgr.get("a1").address == 1
 
 
+async def test_manager_usage_from_the_page_with_a_port_string() -> None:
+    from ophyd_servomex.sim import serve_pty
+
+    config = SimConfig(mode=servomexlib.ProtocolKind.MODBUS_RTU, addresses=(1, 2), noisy=False)
+    async with serve_pty(config) as sim:
+        async with servomexlib.ServomexManager() as mgr:
+            await mgr.add("a1", sim.port, address=1)  # the page's form: a port string
+            await mgr.add("a2", sim.port, address=2)  # shares the one open port
+            samples = await mgr.poll_samples()
+        assert [s.device for s in samples if s.channel is servomexlib.ChannelId.I1] == [
+            "a1",
+            "a2",
+        ]
+        assert all(s.ok for s in samples)
+
+
 async def test_record_batches_from_the_page() -> None:
     config = SimConfig(mode=servomexlib.ProtocolKind.MODBUS_RTU, addresses=(1,), noisy=False)
     seen: list[tuple[object, object]] = []
