@@ -39,7 +39,9 @@ def mock_analyser(**options: Any) -> ServomexAnalyser:
 def test_a_mock_calibration_writes_one_plain_line_per_phase(RE: RunEngine) -> None:
     out = io.StringIO()  # not a terminal
     RE.waiting_hook = CalibrationProgressManager(out, line_interval=60.0)
-    o2 = mock_analyser(calibration_poll_period=0.1)
+    # one phase per poll; 0.3 s leaves the RunEngine ample time to start watching before
+    # the first poll, even on a loaded machine
+    o2 = mock_analyser(calibration_poll_period=0.3)
     RE(calibration_run(o2, 2, confirm=True))
     text = out.getvalue()
     assert "\x1b" not in text
