@@ -1,0 +1,179 @@
+"""The ophyd-async side: ``ServomexAnalyser("pva://SMX1:")`` reads an IOC through PVI and
+gives the same data keys, hints and plans as a direct connection."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import pytest
+from bluesky import RunEngine
+from bluesky.plans import count
+from epics_helpers import CalibrationIoc, FacilityIoc, SimProcess
+from ophyd_async.core import init_devices
+
+from ophyd_servomex.devices import ServomexAnalyser
+from ophyd_servomex.devices.remote import RemoteServomexAnalyser
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _collect(RE: RunEngine, plan: Any) -> list[tuple[str, dict[str, Any]]]:
+    docs: list[tuple[str, dict[str, Any]]] = []
+    RE(plan, lambda name, doc: docs.append((name, doc)))
+    return docs
+
+
+def _descriptor(docs: list[tuple[str, dict[str, Any]]], stream: str = "primary") -> dict[str, Any]:
+    (descriptor,) = [d for n, d in docs if n == "descriptor" and d["name"] == stream]
+    return descriptor
+
+
+def _shape(descriptor: dict[str, Any]) -> dict[str, tuple[str, Any, Any]]:
+    # PVA gives every integer PV a display structure, so an integer without units reads
+    # units "" over the IOC where the direct device has none: the same "no units"
+    return {
+        key: (info["dtype"], info.get("units") or None, info.get("precision"))
+        for key, info in descriptor["data_keys"].items()
+    }
+
+
+@pytest.fixture(scope="module")
+def RE() -> RunEngine:
+    return RunEngine({}, call_returns_result=False)
+
+
+def test_pva_port_gives_the_remote_device(facility_ioc: FacilityIoc, RE: RunEngine) -> None:
+    with init_devices():
+        analyser = ServomexAnalyser("pva://SMX1:")
+    assert isinstance(analyser, RemoteServomexAnalyser)
+    assert analyser.name == "analyser"
+    assert analyser.channel_ids == ("I1", "I2", "I3", "E1", "E2")
+
+
+def test_count_gives_the_same_data_keys_as_a_direct_device(
+    facility_ioc: FacilityIoc, RE: RunEngine, tmp_path: Path
+) -> None:
+    sim = SimProcess("--mode", "modbus-rtu", "--address", "30", log=tmp_path / "direct.log")
+    try:
+        with init_devices():
+            analyser = ServomexAnalyser(
+                sim.port, protocol="modbus-rtu", address=30, inter_frame_idle=0.005
+            )
+        direct = _collect(RE, count([analyser], num=5))
+    finally:
+        RE(_disconnect(analyser))
+        sim.stop()
+    with init_devices():
+        analyser = ServomexAnalyser("pva://SMX1:")
+    remote = _collect(RE, count([analyser], num=5))
+
+    assert _shape(_descriptor(remote)) == _shape(_descriptor(direct))
+    assert _descriptor(remote)["hints"] == _descriptor(direct)["hints"]
+    assert sorted(_descriptor(remote)["configuration"]["analyser"]["data_keys"]) == sorted(
+        _descriptor(direct)["configuration"]["analyser"]["data_keys"]
+    )
+    events = [d for n, d in remote if n == "event"]
+    assert len(events) == 5
+    assert [e["data"]["analyser-i1-value"] for e in events] == [20.378] * 5
+    assert all(e["data"]["analyser-i1-ok"] is True for e in events)
+    assert _descriptor(remote)["data_keys"]["analyser-i1-value"]["units"] == "%"
+    assert _descriptor(remote)["data_keys"]["analyser-i1-value"]["precision"] == 3
+
+
+def _disconnect(analyser: ServomexAnalyser) -> Any:
+    """Close the direct device's port on the RunEngine's loop (frees the simulator)."""
+    yield from bps.wait_for([lambda: asyncio.ensure_future(analyser.disconnect())])
+
+
+def test_monitor_the_whole_device(facility_ioc: FacilityIoc, RE: RunEngine) -> None:
+    with init_devices():
+        analyser = ServomexAnalyser("pva://SMX1:")
+
+    def plan() -> Any:
+        yield from bps.open_run()
+        yield from bps.monitor(analyser, name="smx1")
+        yield from bps.sleep(2.0)
+        yield from bps.unmonitor(analyser)
+        yield from bps.close_run()
+
+    docs = _collect(RE, plan())
+    events = [d for n, d in docs if n == "event"]
+    assert len(events) >= 2  # a frame every 0.5 s
+    assert all(e["data"]["analyser-i1-value"] == 20.378 for e in events)
+    assert "analyser-cal_group1" in _descriptor(docs, "smx1")["data_keys"]
+
+
+def test_calibration_refused_by_an_ioc_without_allow_calibration(
+    facility_ioc: FacilityIoc, RE: RunEngine
+) -> None:
+    from ophyd_servomex.plans import calibrate
+
+    with init_devices():
+        analyser = ServomexAnalyser("pva://SMX1:")
+    with pytest.raises(Exception, match="--allow-calibration"):
+        RE(calibrate(analyser, 1, confirm=True))
+
+
+def test_calibrate_through_an_ioc_started_with_allow_calibration(
+    calibration_ioc: CalibrationIoc, RE: RunEngine
+) -> None:
+    from ophyd_servomex.plans import calibrate
+
+    with init_devices():
+        smxcal = ServomexAnalyser("pva://SMXCAL:", calibration_poll_period=0.1)
+    RE(calibrate(smxcal, 1, confirm=True))
+    progress = smxcal.calibration.last_progress
+    assert progress is not None
+    assert progress.phase.value == "done"
+    assert progress.fraction == 1.0
+    log = calibration_ioc.ioc.log_text()
+    assert "start calibration of group 1 asked by 127.0.0.1" in log
+    assert "calibration of group 1 started" in log
+
+
+CLIENT = textwrap.dedent(
+    """
+    from bluesky import RunEngine
+    from bluesky.plans import count
+    from ophyd_async.core import init_devices
+    from ophyd_servomex.devices import ServomexAnalyser
+
+    RE = RunEngine({})
+    with init_devices():
+        analyser = ServomexAnalyser("pva://SMX1:")
+    values = []
+    RE(count([analyser], num=3), lambda name, doc: name == "event" and values.append(
+        doc["data"]["analyser-i1-value"]))
+    assert values == [20.378] * 3, values
+    print("OK")
+    """
+)
+
+
+def test_eight_client_processes_at_once(facility_ioc: FacilityIoc) -> None:
+    clients = []
+    try:
+        for _ in range(8):
+            clients.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", CLIENT],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
+            )
+        results = [c.communicate(timeout=200) for c in clients]
+    finally:
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+    for client, (out, err) in zip(clients, results, strict=True):
+        assert client.returncode == 0, err.decode()[-2000:]
+        assert out.decode().strip() == "OK"
