@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import anyio
 import pytest
@@ -23,13 +23,31 @@ from ophyd_servomex.codec.errors import (
     ServomexValidationError,
 )
 from ophyd_servomex.codec.modbus_frames import encode_rtu
-from ophyd_servomex.codec.models import ChannelId, ProtocolKind
+from ophyd_servomex.codec.models import (
+    Availability,
+    Capability,
+    ChannelId,
+    ProtocolKind,
+    Sample,
+)
 from ophyd_servomex.driver import Analyzer, DeviceErrors, ErrorPolicy, ServomexManager
 from ophyd_servomex.sim import SimConfig, SimulatorThread, WireKind
 from ophyd_servomex.sync import Servomex, SyncAnalyzer, SyncManager
 
 RTU = ProtocolKind.MODBUS_RTU
 O2 = 20.378000259399414  # the bench unit's 20.378 as it travels in float32
+CHANNELS = [ChannelId.I1, ChannelId.I2, ChannelId.I3, ChannelId.E1, ChannelId.E2]
+"""The bench unit's channels: a poll is five long-format rows."""
+
+
+def rows(samples: Sequence[Sample]) -> list[tuple[str, ChannelId | None, float | None]]:
+    """(device, channel, O₂ value or None) of each row: the O₂ row tells the analysers apart."""
+    return [(s.device, s.channel, s.value if s.channel is ChannelId.I1 else None) for s in samples]
+
+
+def sweep(device: str, o2: float) -> list[tuple[str, ChannelId | None, float | None]]:
+    """What :func:`rows` gives for one good poll of ``device``."""
+    return [(device, c, o2 if c is ChannelId.I1 else None) for c in CHANNELS]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +84,7 @@ def test_a_plain_script_polls_through_the_facade(tmp_path: object) -> None:
             with Servomex.manager(inter_frame_idle=0.0) as manager:
                 manager.add("a", sim.port, protocol="modbus-rtu", address=30)
                 manager.add("b", sim.port, protocol="modbus-rtu", address=31)
-                out["manager"] = sorted(manager.poll())
+                out["manager"] = sorted(n for n, r in manager.poll().items() if r.ok)
             left_open = Servomex.open(sim.port, protocol="modbus-rtu", address=31)
             out["left_open"] = left_open.poll().address
         print(json.dumps(out))
@@ -117,13 +135,17 @@ def test_the_twins_talk_to_the_analyser(sim: SimulatorThread) -> None:
         assert analyser.address == 30
         assert analyser.port == sim.port
         assert analyser.is_open
+        assert analyser.capabilities == Capability.ALL
+        assert analyser.availability(Capability.CALIBRATE) is Availability.AVAILABLE
         info = analyser.identify()
         assert [c.name for c in info.populated] == ["Oxygen", "CO", "CO₂"]
         assert analyser.info == info
         frame = analyser.poll()
         assert frame.channel("I1").value == O2
         assert analyser.snapshot() == frame
-        assert [s.frame.address for s in analyser.poll_samples() if s.frame] == [30]
+        samples = analyser.poll_samples()
+        assert rows(samples) == sweep(sim.port, O2)  # address 30's O₂ (31 reads 18.5)
+        assert all(s.ok and s.protocol is RTU for s in samples)
         assert analyser.read_all()[ChannelId.I1].value == O2
         assert analyser.read_channel("I1").name == "Oxygen"
         assert analyser.status("I2").ok
@@ -140,17 +162,20 @@ def test_the_twins_talk_to_the_analyser(sim: SimulatorThread) -> None:
             analyser.stop_calibration()
         with pytest.raises(ServomexValidationError):
             analyser.loopback(b"\x01")
-        samples = list(analyser.stream(50, count=3))
-        assert [s.frame.address for s in samples if s.frame] == [30, 30, 30]
+        samples = list(analyser.stream(50, count=3 * 5))  # three polls' rows
+        assert rows(samples) == sweep(sim.port, O2) * 3
+        assert len({s.received_at for s in samples}) == 3  # three distinct sweeps
         frames = analyser.subscribe()
         analyser.poll()
         assert next(frames).address == 30
         frames.close()  # type: ignore[attr-defined]
-        with analyser.record(rate_hz=50, ticks=4) as rec:
+        with analyser.record(rate_hz=10, ticks=4) as rec:  # a slow rate: no slot missed
             batches = list(rec)
-        assert [len(b) for b in batches] == [1, 1, 1, 1]
-        assert rec.summary.ticks == 4
-        assert rec.summary.tick_p50 is not None
+        assert [rows(b) for b in batches] == [sweep(sim.port, O2)] * 4
+        summary = rec.summary
+        assert (summary.ticks, summary.samples_emitted, summary.acquired) == (4, 4, 20)
+        assert summary.finished_at is not None
+        assert summary.tick_max_ms is not None  # the tick times were summed up on exit
     assert not analyser.is_open
     with pytest.raises(ServomexConnectionError, match="closed"):
         analyser.poll()
@@ -183,6 +208,8 @@ def test_continuous_mode_through_the_facade() -> None:
         assert analyser.protocol is ProtocolKind.CONTINUOUS_ASCII
         assert analyser.address is None
         assert analyser.poll().channel("I1").value == 20.378
+        assert analyser.capabilities == Capability.READ | Capability.STREAM | Capability.IDENTIFY
+        assert analyser.availability(Capability.CALIBRATE) is Availability.UNSUPPORTED
         with pytest.raises(ServomexCapabilityError):
             analyser.loopback()
 
@@ -197,27 +224,25 @@ def test_the_sync_manager(sim: SimulatorThread) -> None:
         assert manager.ports == (sim.port,)
         assert "a" in manager
         assert len(manager) == 2
-        frames = manager.poll()
-        assert {name: f.channel("I1").value for name, f in frames.items()} == {
+        results = manager.poll()
+        assert {name: r.unwrap().channel("I1").value for name, r in results.items()} == {
             "a": O2,
             "b": 18.5,
         }
-        assert [s.name for s in manager.poll_samples()] == ["a", "b"]
+        assert rows(manager.poll_samples()) == sweep("a", O2) + sweep("b", 18.5)
+        assert rows(manager.poll_samples(["b"])) == sweep("b", 18.5)
         assert manager.execute_each(lambda a: a.loopback(b"\xa5\x5a")) == {
             "a": b"\xa5\x5a",
             "b": b"\xa5\x5a",
         }
         assert manager.get("b").poll().address == 31
-        with manager.record(rate_hz=50, ticks=3, names=["b"]) as rec:
-            assert [[s.name for s in batch] for batch in rec] == [["b"]] * 3
+        with manager.record(rate_hz=10, ticks=3, names=["b"]) as rec:
+            assert [rows(batch) for batch in rec] == [sweep("b", 18.5)] * 3
 
-        manager.add("ghost", sim.port, protocol=RTU, address=99, identify=False)
-        results = manager.poll(policy=ErrorPolicy.RETURN)
-        assert [name for name, r in results.items() if r.ok] == ["a", "b"]
-        with pytest.raises(DeviceErrors) as caught:
-            manager.poll()
-        assert caught.value.failed == ("ghost",)
-        manager.remove("ghost")
+        # the manager identifies what it adds: a silent analyser is not added
+        with pytest.raises(ServomexTimeoutError):
+            manager.add("ghost", sim.port, protocol=RTU, address=99)
+        assert manager.names == ("a", "b")
 
         first.close()  # a manager's analyser closes by leaving the manager
         assert list(manager.names) == ["b"]
@@ -225,6 +250,26 @@ def test_the_sync_manager(sim: SimulatorThread) -> None:
             manager.add("t", object(), protocol=RTU, address=32)  # type: ignore[arg-type]
     with pytest.raises(ServomexConnectionError, match="closed"):
         manager.poll()
+
+
+def test_a_sync_manager_that_does_not_identify_keeps_a_silent_analyser(
+    sim: SimulatorThread,
+) -> None:
+    with Servomex.manager(inter_frame_idle=0.0, retries=0, identify=False) as manager:
+        assert isinstance(manager, SyncManager)
+        manager.add("a", sim.port, address=30, timeout=0.2)  # Modbus RTU by default
+        manager.add("ghost", sim.port, protocol=RTU, address=99)
+        results = manager.poll()  # every device's result, the failure included
+        assert [(name, r.ok) for name, r in results.items()] == [("a", True), ("ghost", False)]
+        assert isinstance(results["ghost"].error, ServomexTimeoutError)
+        assert rows(manager.poll_samples()) == sweep("a", O2)  # the ghost is left out
+        returned = manager.execute_each(lambda a: a.poll(), policy=ErrorPolicy.RETURN)
+        assert [name for name, r in returned.items() if r.ok] == ["a"]
+        with pytest.raises(DeviceErrors) as caught:
+            manager.execute_each(lambda a: a.poll())
+        assert caught.value.failed == ("ghost",)
+        manager.remove("ghost")
+        assert manager.names == ("a",)
 
 
 def test_refused_in_a_thread_that_runs_an_event_loop(sim: SimulatorThread) -> None:
