@@ -523,7 +523,11 @@ async def test_reconnect_to_a_simulator_after_a_pulled_cable(factory: str) -> No
                 if len(batches) == 3:
                     sim.faults.inject(Fault.DISCONNECT)  # the next reply is cut: the link drops
         oks = [all(s.ok for s in b) for b in batches]
-        assert len(batches) == 12
+        summary = rec.summary
+        # twelve slots: each one a batch, unless a loaded machine made it miss its period
+        assert len(batches) == summary.ticks == summary.samples_emitted
+        assert summary.ticks + summary.missed_ticks == 12
+        assert len(batches) >= 6
         assert oks[:3] == [True, True, True]
         assert oks.index(False) == 3
         assert oks[-1] is True
@@ -536,12 +540,11 @@ async def test_reconnect_to_a_simulator_after_a_pulled_cable(factory: str) -> No
                 (sample,) = batch
                 assert isinstance(sample.error, ServomexConnectionError)
                 assert (sample.device, sample.channel) == (sim.port, None)
-        summary = rec.summary
         assert summary.disconnects == 1
         assert summary.reconnects == 1
         gap = oks.count(False)
-        assert gap <= summary.samples_late <= gap + summary.late_ticks
-        assert summary.samples_emitted == 12
+        late = summary.late_ticks + summary.missed_ticks
+        assert gap + summary.missed_ticks <= summary.samples_late <= gap + late
         assert len(sim.log.events(WireKind.DISCONNECT)) == 1
 
 
