@@ -5,7 +5,7 @@ turnaround per reply, and requests arriving < 50 ms after the previous transacti
 dropped. Two references, measured in the same run, polls interleaved round by round:
 
 * the **wire limit** of one poll: the bytes of the three requests and replies at
-  10 bits per byte, plus the 50 ms of silence each transaction needs (PROTOCOL.md §5.10);
+  10 bits per byte, plus the 50 ms of silence each transaction needs (docs/protocol.md §5.10);
   the analyser's own turnaround is *not* in it, so ≈ 1.3–1.4 × is the floor here;
 * **bare anymodbus** doing the same three reads on its own bus with the same 50 ms idle,
   so ``× bare anymodbus`` is what the driver's owner task, tap and decoding cost.

@@ -1,4 +1,4 @@
-"""The display charset of the Modbus name and unit registers (PROTOCOL.md §6)."""
+"""The display charset of the Modbus name and unit registers (docs/protocol.md §6)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Continuous frames unlike the two captures: every shape the spec allows must decode.
 
 Each line is built by hand (fields, then the checksum over offset 1 … the ';' before it),
-not with ``build_frame``, so the parser is checked against the grammar of PROTOCOL.md §4
+not with ``build_frame``, so the parser is checked against the grammar of docs/protocol.md §4
 rather than against its own inverse.
 """
 

@@ -1,4 +1,7 @@
-"""The continuous codec against the real captures and the synthetic flag vector (VECTORS.md)."""
+"""The continuous codec against the real captures and the synthetic flag vector.
+
+Expected values: docs/protocol.md §4.10.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from ophyd_servomex.codec.models import (
     Unit,
 )
 
-# (file, frame index) -> (analyser time, carried checksum, I1, I2, I3 values), from VECTORS.md
+# (file, frame index) -> (analyser time, carried checksum, I1, I2, I3 values),
+# from docs/protocol.md §4.10
 IDLE = [
     ("02:54:12", "2A1D", 20.376, 0.084, 0.250),
     ("02:54:14", "2A1F", 20.376, 0.084, 0.250),

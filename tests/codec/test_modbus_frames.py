@@ -37,7 +37,7 @@ from ophyd_servomex.codec.modbus_frames import (
     unpack_bits,
 )
 
-# PROTOCOL.md §5.11: (request, RTU bytes, ASCII frame without CR LF, decoded request)
+# docs/protocol.md §5.11: (request, RTU bytes, ASCII frame without CR LF, decoded request)
 WORKED = [
     (
         "FC04 PDU 0 x70",

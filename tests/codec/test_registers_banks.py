@@ -1,4 +1,4 @@
-"""Register banks: decode/encode whole polls and the read plans (PROTOCOL.md §5.3–§5.9)."""
+"""Register banks: decode/encode whole polls and the read plans (docs/protocol.md §5.3–§5.9)."""
 
 from __future__ import annotations
 

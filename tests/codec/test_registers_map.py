@@ -59,7 +59,8 @@ def test_cal_group_layout_is_interleaved_pairs() -> None:
 
 # --- the registry --------------------------------------------------------------------------
 
-# PROTOCOL.md §5.3 / §5.5 in data-model numbers: value, name, unit (3xxxx), first status (1xxxx).
+# docs/protocol.md §5.3 / §5.5 in data-model numbers: value, name, unit (3xxxx),
+# first status (1xxxx).
 MANUAL = {
     "I1": (30001, 30003, 30006, 10001),
     "I2": (30008, 30010, 30013, 10009),

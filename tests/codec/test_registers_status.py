@@ -1,4 +1,4 @@
-"""Channel and analyser status discretes (PROTOCOL.md §5.5, §5.6, §8, §9)."""
+"""Channel and analyser status discretes (docs/protocol.md §5.5, §5.6, §8, §9)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def rtu(*pdu: int) -> bytes:
     return body + bytes((crc & 0xFF, crc >> 8))
 
 
-START_GROUP_1_ON = bytes.fromhex("1E 05 00 00 FF 00 8E 55")  # PROTOCOL.md §5.11
+START_GROUP_1_ON = bytes.fromhex("1E 05 00 00 FF 00 8E 55")  # docs/protocol.md §5.11
 START_GROUP_1_OFF = bytes.fromhex("1E 05 00 00 00 00 CF A5")
 STOP_ALL_ON = bytes.fromhex("1E 05 00 08 FF 00 0F 97")
 

@@ -31,7 +31,7 @@ async def test_auto_finds_each_mode(mode: ProtocolKind) -> None:
         assert frame.values == bench_values(mode)
         assert analyser.dropped_frames == 0
     if mode is ProtocolKind.MODBUS_RTU:
-        # one probe, answered at once: the exact FC08 request of PROTOCOL.md §5.8
+        # one probe, answered at once: the exact FC08 request of docs/protocol.md §5.8
         assert requests(sim)[0] == bytes.fromhex("1E 08 00 00 AB CD 5C C1")
     if mode is ProtocolKind.MODBUS_ASCII:
         assert requests(sim)[0] == b":1E080000ABCD62\r\n"

@@ -1,5 +1,5 @@
 """AUTO detection at the edges: the extreme addresses, a real 2 s broadcast period, a port
-that only sends garbage, and a unit at another address than asked (PROTOCOL.md §10)."""
+that only sends garbage, and a unit at another address than asked (docs/protocol.md §10)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The gap-free fallback: a unit that refuses a broad span (exception 02 or silence).
 
-PROTOCOL.md §5.9: the bench unit accepts the three broad reads; another unit may refuse a
+docs/protocol.md §5.9: the bench unit accepts the three broad reads; another unit may refuse a
 long span. The driver then reads only the populated slots and remembers that per session.
 """
 

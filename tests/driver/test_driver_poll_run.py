@@ -2,7 +2,7 @@
 
 With ``realistic_timing`` the simulated analyser ignores any request that starts less than
 50 ms after the previous transaction ended, answers after 20–40 ms and spends the bytes'
-wire time at 19200 baud (PROTOCOL.md §5.10). Polling as fast as the driver can, every
+wire time at 19200 baud (docs/protocol.md §5.10). Polling as fast as the driver can, every
 request must still get through on its first attempt: the wire log carries no "dropped"
 note and the line counts no retry and no failure.
 """

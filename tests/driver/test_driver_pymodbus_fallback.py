@@ -2,7 +2,7 @@
 
 A pymodbus slave holds input registers only for its configured slots — I1, I2, D1, E1 and
 E2, a topology unlike the bench's — so the broad FC04 read of 70 registers touches
-addresses it does not have and is refused with exception 02 (PROTOCOL.md §5.9). The driver
+addresses it does not have and is refused with exception 02 (docs/protocol.md §5.9). The driver
 must find the populated slots one by one, then read only them, in merged gap-free spans,
 and remember that: the exact requests on the wire prove it, in RTU and in ASCII.
 """

@@ -1,4 +1,4 @@
-"""Line timing against the simulator with the bench unit's timing (PROTOCOL.md §5.10).
+"""Line timing against the simulator with the bench unit's timing (docs/protocol.md §5.10).
 
 With ``realistic_timing`` the simulated analyser drops every request that starts less
 than 50 ms after the previous transaction ended (as the bench 4100D did) and spends the

@@ -1,4 +1,5 @@
-"""Exact request bytes on the wire (PROTOCOL.md §5.11), and gates that raise before any byte."""
+"""Exact request bytes on the wire (docs/protocol.md §5.11), and gates that raise before any
+byte."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.anyio
 RTU = ProtocolKind.MODBUS_RTU
 ASCII = ProtocolKind.MODBUS_ASCII
 
-# PROTOCOL.md §5.11, slave 30
+# docs/protocol.md §5.11, slave 30
 WORKED = {
     "sweep": {
         RTU: ["1E 04 00 00 00 46 73 97", "1E 02 00 00 00 50 7A 59", "1E 02 03 E8 00 10 FB D9"],

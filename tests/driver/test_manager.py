@@ -43,7 +43,7 @@ RTU = ProtocolKind.MODBUS_RTU
 IDLE = 0.01
 """Line silence for these tests: short, but long enough that a bus poll takes ≥ 60 ms."""
 
-# The three reads of one sweep (PROTOCOL.md §5.9): FC04 0×70, FC02 0×80, FC02 1000×16.
+# The three reads of one sweep (docs/protocol.md §5.9): FC04 0×70, FC02 0×80, FC02 1000×16.
 SWEEP_PDUS = (
     bytes.fromhex("04 0000 0046"),
     bytes.fromhex("02 0000 0050"),

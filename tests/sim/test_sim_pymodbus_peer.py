@@ -64,7 +64,7 @@ async def test_input_registers_values_names_units(framing: str) -> None:
     assert not reply.isError()
     regs = list(reply.registers)
     assert len(regs) == 70
-    # PROTOCOL.md §5.4 vectors, register by register
+    # docs/protocol.md §5.4 vectors, register by register
     assert regs[0:2] == [0x41A3, 0x0625]
     assert regs[7:9] == [0x3DAC, 0x0831]
     assert regs[14:16] == [0x3E80, 0x0000]
