@@ -22,6 +22,7 @@ from ophyd_servomex.codec.errors import (
     ServomexConfigurationError,
     ServomexConnectionError,
     ServomexTimeoutError,
+    ServomexUnsupportedError,
     ServomexValidationError,
 )
 from ophyd_servomex.codec.models import (
@@ -566,3 +567,15 @@ async def test_the_poll_rate_is_a_setting_the_running_background_poll_follows() 
         assert connector.poll_rate_hz == 5.0
     finally:
         await analyser.disconnect()
+
+
+async def test_mock_mode_shows_connected_and_keeps_the_poll_rate_setting() -> None:
+    analyser = ServomexAnalyser(name="gas", poll_rate_hz=3.0)
+    await analyser.connect(mock=True)
+    state = (await analyser.link_state.read())["gas-link_state"]
+    assert (state["value"], state["alarm_severity"]) == (LinkState.CONNECTED, 0)
+    assert await analyser.poll_rate_hz.get_value() == 3.0
+    await analyser.poll_rate_hz.set(7.5)
+    assert await analyser.poll_rate_hz.get_value() == 7.5
+    with pytest.raises(ServomexUnsupportedError, match="read-only"):
+        await analyser.link_state._connector.backend.put(LinkState.DISCONNECTED)

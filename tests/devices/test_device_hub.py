@@ -8,6 +8,7 @@ import logging
 import pytest
 from fakesession import make_frame
 
+from ophyd_servomex.codec.errors import ServomexConnectionError
 from ophyd_servomex.devices import FrameHub, FrameSnapshot
 
 pytestmark = pytest.mark.anyio
@@ -111,3 +112,51 @@ async def test_reads_report_the_triggered_snapshot_until_cleared() -> None:
         assert pinned is taken
     hub.clear_trigger()
     assert hub.read_snapshot() is hub.latest
+
+
+async def test_a_down_hub_reads_nothing_wakes_waiters_and_sends_one_invalid_copy() -> None:
+    hub = FrameHub(unavailable=lambda: ServomexConnectionError("gas is down"))
+    got: list[FrameSnapshot] = []
+    hub.add_listener(got.append)
+    taken = hub.publish(make_frame(1.0, stamp=1.0))
+    assert taken is not None
+    hub.set_triggered(taken)
+    waiter = asyncio.ensure_future(hub.next_snapshot(hub.sequence))
+    await asyncio.sleep(0)
+    pinned_before = None
+    with hub.pinned() as pin:
+        pinned_before = pin
+        invalid = hub.mark_down()
+        assert hub.current() is taken  # a read already under way keeps its frame
+    assert pinned_before is taken
+    assert invalid is not None
+    assert invalid.frame is taken.frame
+    assert invalid.sequence == taken.sequence
+    assert not invalid.valid
+    assert invalid.timestamp == invalid.lost_at
+    assert invalid.lost_at is not None
+    assert invalid.lost_at > 1.0
+    assert got == [taken, invalid]
+    assert hub.mark_down() is None  # once
+    assert got == [taken, invalid]
+    with pytest.raises(ServomexConnectionError, match="gas is down"):
+        await waiter  # not left waiting for a frame that will not come
+    with pytest.raises(ServomexConnectionError, match="gas is down"):
+        await hub.next_snapshot(0)
+    assert hub.down
+    assert hub.current() is None
+    assert hub.read_snapshot() is None
+    assert hub.triggered is None
+    with hub.pinned() as nothing:
+        assert nothing is None
+    assert hub.describe_snapshot() is taken  # describe() still knows the data types
+    late: list[FrameSnapshot] = []
+    hub.add_listener(late.append)
+    assert late == [invalid]  # a new subscriber sees the invalid value, not a valid one
+    hub.mark_up()
+    back = hub.publish(make_frame(2.0, stamp=3.0))
+    assert back is not None
+    assert back.valid
+    assert hub.current() is back
+    assert got[-1] is back
+    assert late == [invalid, back]
