@@ -13,11 +13,9 @@ import pytest
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """One ``redis-server`` on 127.0.0.1 at a private port for the session."""
-    from services import RedisServer, missing_binaries
+    from services import RedisServer, skip_unless_installed
 
-    missing = missing_binaries("redis")
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (apt-get install redis-server)")
+    skip_unless_installed("redis")
     server = RedisServer(Path(tmp_path_factory.mktemp("redis")))
     try:
         yield server

@@ -73,6 +73,27 @@ def missing_binaries(*names: str) -> list[str]:
     return missing
 
 
+REQUIRE_ENV = "OPHYD_SERVOMEX_REQUIRE_SERVICES"
+"""Set (by ``.ci/run``): a missing Debian binary fails the facility tests instead of skipping."""
+
+INSTALL_HINT = {"redis": "redis-server", "postgresql": "postgresql", "psql": "postgresql-client"}
+
+
+def skip_unless_installed(*names: str) -> None:
+    """Skip the test (fail it where ``OPHYD_SERVOMEX_REQUIRE_SERVICES`` is set) when any of
+    ``redis``, ``postgresql``, ``psql`` is missing."""
+    import pytest
+
+    missing = missing_binaries(*names)
+    if not missing:
+        return
+    packages = " ".join(dict.fromkeys(INSTALL_HINT[name] for name in names))
+    reason = f"not installed: {', '.join(missing)} (apt-get install {packages})"
+    if os.environ.get(REQUIRE_ENV):
+        pytest.fail(f"{reason}; {REQUIRE_ENV} is set", pytrace=False)
+    pytest.skip(reason)
+
+
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ from services import (
     FAST_FAIL_ENV,
     PostgresServer,
     TiledServer,
-    missing_binaries,
+    skip_unless_installed,
     stop_group,
 )
 
@@ -38,9 +38,7 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def tiled_on_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TiledServer]:
-    missing = missing_binaries("postgresql", "psql")
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)} (apt-get install postgresql)")
+    skip_unless_installed("postgresql", "psql")
     database = PostgresServer()
     try:
         server = TiledServer(Path(tmp_path_factory.mktemp("tiled-pg")), uri=database.uri)
