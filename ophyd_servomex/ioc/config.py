@@ -148,21 +148,22 @@ class AnalyserConfig:
         for key in ("prefix", "port", "protocol"):
             if key in kwargs and not isinstance(kwargs[key], str):
                 raise ServomexConfigurationError(f"{where}{key} must be a string")
-        try:
-            if "protocol" in kwargs:
+        if "protocol" in kwargs:
+            try:
                 kwargs["protocol"] = ProtocolKind(kwargs["protocol"])
-            if "channels" in data:
-                raw = data["channels"]
-                if isinstance(raw, str) or not isinstance(raw, Sequence):
-                    raise ServomexConfigurationError(f"{where}channels must be a list")
+            except ValueError:
+                raise ServomexConfigurationError(
+                    f"{where}unknown protocol {data.get('protocol')!r}; expected one of "
+                    f"{', '.join(p.value for p in ProtocolKind)}"
+                ) from None
+        if "channels" in data:
+            raw = data["channels"]
+            if isinstance(raw, str) or not isinstance(raw, Sequence):
+                raise ServomexConfigurationError(f"{where}channels must be a list")
+            try:
                 kwargs["channels"] = tuple(ChannelId.parse(c) for c in raw)
-        except ValueError:
-            raise ServomexConfigurationError(
-                f"{where}unknown protocol {data.get('protocol')!r}; expected one of "
-                f"{', '.join(p.value for p in ProtocolKind)}"
-            ) from None
-        except ServomexValidationError as exc:
-            raise ServomexConfigurationError(f"{where}{exc.message}") from None
+            except ServomexValidationError as exc:
+                raise ServomexConfigurationError(f"{where}{exc.message}") from None
         for key in ("address", "baud"):
             if key in kwargs and (
                 isinstance(kwargs[key], bool) or not isinstance(kwargs[key], int)

@@ -1,0 +1,116 @@
+"""The IOC's configuration and pure helpers (no EPICS, no process)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from ophyd_servomex.codec.errors import ServomexConfigurationError
+from ophyd_servomex.codec.models import ChannelId, ChannelStatus, ProtocolKind, Reading, Unit
+from ophyd_servomex.ioc import AnalyserConfig, IocConfig, Severity, channel_alarm, load_config
+from ophyd_servomex.ioc.controller import flags_text
+
+TOML = """\
+[[analyser]]
+prefix = "SMX1:"
+port = "/dev/ttyUSB0"
+protocol = "modbus-rtu"
+address = 30
+channels = ["i1", "E1"]
+poll_period = 0.5
+
+[[analyser]]
+prefix = "SMX2:"
+port = "/dev/ttyUSB0"
+protocol = "modbus-rtu"
+address = 31
+"""
+
+
+def test_toml_with_a_shared_bus(tmp_path: Path) -> None:
+    file = tmp_path / "a.toml"
+    file.write_text(TOML)
+    config = load_config(file)
+    first, second = config.analysers
+    assert (first.prefix, first.port, first.protocol, first.address) == (
+        "SMX1:", "/dev/ttyUSB0", ProtocolKind.MODBUS_RTU, 30,
+    )  # fmt: skip
+    assert first.channels == (ChannelId.I1, ChannelId.E1)
+    assert first.poll_period == 0.5
+    assert second.channels is None
+    assert second.poll_period == 1.0
+    assert first.controller_id == "SMX1"
+    assert list(config.buses) == ["/dev/ttyUSB0"]
+    assert config.buses["/dev/ttyUSB0"] == (first, second)
+    assert config.allow_calibration is False
+    assert load_config(file, allow_calibration=True).allow_calibration is True
+
+
+def test_yaml(tmp_path: Path) -> None:
+    file = tmp_path / "a.yaml"
+    file.write_text("analysers:\n  - prefix: 'O2:'\n    port: socket://127.0.0.1:9\n")
+    (only,) = load_config(file).analysers
+    assert (only.prefix, only.port, only.protocol) == ("O2:", "socket://127.0.0.1:9", "auto")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("allow_calibration = true\n" + TOML, "only by --allow-calibration"),
+        ('[[analyser]]\nprefix = "A:"\n', "'prefix' and 'port' are required"),
+        ('[[analyser]]\nprefix = "A:"\nport = "p"\nspeed = 3\n', "unknown key"),
+        ('[[analyser]]\nprefix = "A"\nport = "p"\n', "ending in ':'"),
+        ('[[analyser]]\nprefix = "A:"\nport = "p"\nprotocol = "x"\n', "unknown protocol"),
+        ('[[analyser]]\nprefix = "A:"\nport = "p"\nchannels = ["Z9"]\n', "unknown channel"),
+        ('[[analyser]]\nprefix = "A:"\nport = "p"\naddress = 0\n', "1–247"),
+        ('[[analyser]]\nprefix = "A:"\nport = "p"\npoll_period = 0.001\n', "poll_period"),
+        (TOML.replace("SMX2:", "SMX1:"), "distinct"),
+        (TOML.replace('"modbus-rtu"\naddress = 31', '"continuous"\naddress = 31'), "RS485 bus"),
+        (TOML.replace("address = 31", "address = 30"), "share an address"),
+        ("", "no analysers"),
+    ],
+)
+def test_bad_files_are_refused_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
+    file = tmp_path / "bad.toml"
+    file.write_text(text)
+    with pytest.raises(ServomexConfigurationError, match=message):
+        load_config(file)
+
+
+def test_prefixes_must_not_nest() -> None:
+    with pytest.raises(ServomexConfigurationError, match="prefixes of each other"):
+        IocConfig((AnalyserConfig("SMX:", "a"), AnalyserConfig("SMX:1:", "b")))
+
+
+def _reading(value: float | None, **status: object) -> Reading:
+    return Reading(ChannelId.I1, value, "Oxygen", Unit.PERCENT, ChannelStatus(**status), "%")  # type: ignore[arg-type]
+
+
+def test_channel_alarm_severities() -> None:
+    assert channel_alarm(_reading(20.9)).severity is Severity.NO_ALARM
+    assert channel_alarm(_reading(20.9, alarms=(False, True, False, False))).severity is (
+        Severity.MINOR
+    )
+    fault = channel_alarm(_reading(20.9, fault=True, alarms=(True, False, False, False)))
+    assert (fault.severity, fault.message) == (Severity.MAJOR, "channel fault")
+    assert channel_alarm(_reading(None)).severity is Severity.INVALID
+    assert channel_alarm(_reading(math.nan)).severity is Severity.INVALID
+
+
+def test_flags_text() -> None:
+    assert flags_text(ChannelStatus()) == "ok"
+    status = ChannelStatus(fault=True, warming_up=True, alarms=(True, False, False, True))
+    assert flags_text(status) == "fault warm-up A1 A4"
+
+
+def test_cli_needs_a_prefix_and_port_or_a_config(capsys: pytest.CaptureFixture[str]) -> None:
+    from ophyd_servomex.cli import main
+
+    with pytest.raises(SystemExit, match="--prefix and PORT are required"):
+        main(["ioc", "/dev/ttyUSB0"])
+    with pytest.raises(SystemExit, match="not both"):
+        main(["ioc", "--config", "x.toml", "--prefix", "A:", "/dev/ttyUSB0"])
+    assert main(["ioc", "--prefix", "no-colon", "/dev/ttyUSB0"]) == 2
+    assert "ending in ':'" in capsys.readouterr().err
