@@ -291,6 +291,8 @@ class AnalyserController(Controller):  # type: ignore[misc]
                 Alarm(Severity.INVALID, AlarmKind.STATE, "channel not in the frame")
             )
         await self.dropped_frames.update(analyser.dropped_frames)
+        if self.frames.get() == 0:
+            _LOGGER.info("%s: first frame", self.config.prefix)
         await self.frames.update(self.frames.get() + 1)
         if self.link_status.get() != "connected":
             await self.link_status.update("connected")
