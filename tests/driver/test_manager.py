@@ -354,6 +354,28 @@ async def test_poll_samples_leaves_a_failed_analyser_out_and_logs_it(
         assert "address=99" in warnings[0].getMessage()  # the timeout's context
 
 
+async def test_poll_samples_bounds_each_poll_by_its_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with (
+        serve_memory(quiet_config(RTU, addresses=(30,))) as sim,
+        ServomexManager(inter_frame_idle=IDLE, retries=0, identify=False) as manager,
+    ):
+        assert sim.transport is not None
+        await manager.add("x", sim.transport, address=30, timeout=1.0)  # the line's timeout
+        await manager.add("ghost", sim.transport, address=99)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="ophyd_servomex.driver.manager"):
+            samples = await manager.poll_samples(timeout=0.5)
+        assert [(s.device, s.ok) for s in samples] == [("x", True)] * 5
+        (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+        # the ghost's poll was cut at 0.5 s, not left to the line's 1 s timeout
+        assert "'ghost'" in warning.getMessage()
+        assert "longer than 0.5 s" in warning.getMessage()
+        results = await manager.poll(["x"])  # and the line works on after the cut poll
+        check_frame("a30", results["x"].unwrap())  # address 30, its O₂
+
+
 async def test_poll_samples_goes_on_while_one_line_is_lost() -> None:
     async with two_buses("memory") as (a, b), ServomexManager(inter_frame_idle=IDLE) as manager:
         await add_four(manager, a, b, "memory")
