@@ -44,14 +44,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self, cast, overload
+from typing import Literal, Self, cast, overload
 
 import anyio
 import anyio.abc
-from anyio.abc import TaskStatus
 
 from ..codec.errors import (
     ErrorContext,
@@ -60,96 +58,15 @@ from ..codec.errors import (
     ServomexValidationError,
 )
 from ..codec.models import Frame, ProtocolKind, Sample, SerialSettings
-from ..transport import Transport, open_transport
+from ..transport import Transport
 from .analyzer import Analyzer
-from .modbus import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES, ModbusLine
+from .lines import LinePool, SharedLine, line_address, line_protocol
+from .modbus import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES
+from .results import DeviceErrors, DeviceResult, ErrorPolicy, raise_failures
 
 __all__ = ["DeviceErrors", "DeviceResult", "ErrorPolicy", "ServomexManager"]
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class ErrorPolicy(Enum):
-    """How the manager surfaces per-device failures of a call over several analysers."""
-
-    RAISE = "raise"
-    """Wait for every analyser, then raise :class:`DeviceErrors` if any failed."""
-    RETURN = "return"
-    """Return one :class:`DeviceResult` per analyser, good or bad."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceResult[T]:
-    """What one analyser's part of a manager call gave: a value, or the error instead."""
-
-    name: str
-    value: T | None = None
-    error: Exception | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the call succeeded for this analyser."""
-        return self.error is None
-
-    def unwrap(self) -> T:
-        """The value, or raise the error."""
-        if self.error is not None:
-            raise self.error
-        return cast("T", self.value)
-
-
-class DeviceErrors(ExceptionGroup[Exception]):
-    """Some analysers failed (``ErrorPolicy.RAISE``); raised after all of them finished.
-
-    Each sub-exception carries the device name in its notes; :attr:`results` holds every
-    analyser's :class:`DeviceResult`, so the good frames are not lost with the bad ones.
-    """
-
-    results: dict[str, DeviceResult[Any]]
-
-    def __new__(
-        cls,
-        message: str,
-        exceptions: Sequence[Exception],
-        results: dict[str, DeviceResult[Any]] | None = None,
-    ) -> Self:
-        self = super().__new__(cls, message, exceptions)
-        self.results = dict(results or {})
-        return self
-
-    def __init__(
-        self,
-        message: str,
-        exceptions: Sequence[Exception],
-        results: dict[str, DeviceResult[Any]] | None = None,
-    ) -> None:
-        super().__init__(message, exceptions)
-
-    def derive(self, excs: Sequence[Exception]) -> DeviceErrors:  # type: ignore[override]
-        """A group with other exceptions but the same message and results (``split``)."""
-        return DeviceErrors(self.message, excs, self.results)
-
-    @property
-    def failed(self) -> tuple[str, ...]:
-        """Names of the analysers that failed."""
-        return tuple(name for name, result in self.results.items() if not result.ok)
-
-
-@dataclass(eq=False, slots=True)
-class _Line:
-    """One shared port: its transport, Modbus line and the task that keeps them open."""
-
-    key: str | Transport
-    port: str
-    protocol: ProtocolKind
-    serial_settings: SerialSettings | None
-    timeout: float
-    inter_frame_idle: float
-    stop: anyio.Event = field(default_factory=anyio.Event)
-    done: anyio.Event = field(default_factory=anyio.Event)
-    modbus: ModbusLine | None = None
-    addresses: set[int] = field(default_factory=set)
-    users: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -158,7 +75,7 @@ class _Entry:
 
     name: str
     analyzer: Analyzer
-    line: _Line | None
+    line: SharedLine | None
     """The shared line the manager opened for it; ``None`` for a tracked Analyzer."""
     address: int | None
 
@@ -169,35 +86,6 @@ class _Entry:
             return self.line
         modbus = self.analyzer.modbus
         return modbus.line if modbus is not None else self.analyzer
-
-
-def _protocol(protocol: ProtocolKind | str, port: str) -> ProtocolKind:
-    try:
-        kind = ProtocolKind.parse(protocol)
-    except ServomexValidationError as exc:
-        raise exc.with_context(port=port or None) from None
-    if not kind.is_modbus:
-        why = (
-            "AUTO detection probes the line with its own traffic and cannot run on a shared "
-            "line; give the line's Modbus mode"
-            if kind is ProtocolKind.AUTO
-            else "a continuous-mode analyser broadcasts on its own and must be the only "
-            "talker on its line; open it with open_device() instead"
-        )
-        raise ServomexConfigurationError(
-            f"the manager handles Modbus RTU or ASCII analysers only, not {kind.value}: {why}",
-            context=ErrorContext(port=port or None, protocol=kind.value),
-        )
-    return kind
-
-
-def _address(address: int | None, port: str, protocol: ProtocolKind) -> int:
-    if isinstance(address, bool) or not isinstance(address, int) or not 1 <= address <= 247:
-        raise ServomexValidationError(
-            f"each analyser on a line needs its Modbus slave address 1–247, not {address!r}",
-            context=ErrorContext(port=port or None, protocol=protocol.value),
-        )
-    return address
 
 
 class ServomexManager:
@@ -232,8 +120,7 @@ class ServomexManager:
         self.identify = identify
         self._entries: dict[str, _Entry] = {}
         self._reserved: set[str] = set()
-        self._lines: dict[str | Transport, _Line] = {}
-        self._lock = anyio.Lock()
+        self._lines = LinePool(retries=retries)
         self._task_group: anyio.abc.TaskGroup | None = None
         self._entered = False
         self._closed = False
@@ -253,7 +140,7 @@ class ServomexManager:
     @property
     def ports(self) -> tuple[str, ...]:
         """The ports the manager holds open (one per shared line), in opening order."""
-        return tuple(line.port for line in self._lines.values())
+        return self._lines.ports
 
     def get(self, name: str) -> Analyzer:
         """The :class:`Analyzer` added as ``name``."""
@@ -319,8 +206,7 @@ class ServomexManager:
                 if entry.line is not None:
                     await self._close_analyzer(entry)
             self._entries.clear()
-            for line in self._lines.values():
-                line.stop.set()
+            self._lines.stop_all()
         if task_group is None:
             return None
         if exc is not None:
@@ -388,32 +274,24 @@ class ServomexManager:
                 f"source must be a port string, an open Transport or an Analyzer, not {source!r}"
             )
         port = source if isinstance(source, str) else str(getattr(source, "port", "") or "")
-        kind = _protocol(protocol, port)
-        slave = _address(address, port, kind)
-        idle = self.inter_frame_idle
+        kind = line_protocol(protocol, port)
+        slave = line_address(address, port, kind)
         self._reserved.add(name)
         try:
-            async with self._lock:
-                line = self._lines.get(source)
-                if line is None:
-                    line = _Line(source, port, kind, serial_settings, timeout, idle)
-                    await task_group.start(self._serve_line, line)
-                    self._lines[source] = line
-                else:
-                    self._check_compatible(line, kind, serial_settings, timeout)
-                if slave in line.addresses:
-                    raise ServomexConfigurationError(
-                        f"address {slave} is already used on {port or 'this line'}: every "
-                        "analyser on a multidrop line needs its own slave address",
-                        context=ErrorContext(port=port or None, protocol=kind.value, address=slave),
-                    )
-                line.addresses.add(slave)
-                line.users += 1
+            line = await self._lines.acquire(
+                task_group,
+                source,
+                protocol=kind,
+                address=slave,
+                serial_settings=serial_settings,
+                timeout=timeout,
+                inter_frame_idle=self.inter_frame_idle,
+            )
             try:
                 analyzer = await self._open_analyzer(name, line, slave, self.identify)
             except BaseException:
                 with anyio.CancelScope(shield=True):
-                    await self._release(line, slave)
+                    await self._lines.release(line, slave)
                 raise
             self._entries[name] = _Entry(name, analyzer, line, slave)
             return analyzer
@@ -434,73 +312,8 @@ class ServomexManager:
         self._entries[name] = _Entry(name, analyzer, None, analyzer.address)
         return analyzer
 
-    @staticmethod
-    def _check_compatible(
-        line: _Line,
-        protocol: ProtocolKind,
-        serial_settings: SerialSettings | None,
-        timeout: float,
-    ) -> None:
-        context = ErrorContext(port=line.port or None, protocol=line.protocol.value)
-        if protocol is not line.protocol:
-            raise ServomexConfigurationError(
-                f"{line.port or 'this line'} is open in {line.protocol.value}; an analyser on "
-                f"the same line cannot use {protocol.value}",
-                context=context,
-            )
-        if serial_settings is not None and serial_settings != line.serial_settings:
-            raise ServomexConfigurationError(
-                f"{line.port or 'this line'} is open with {line.serial_settings}; one line "
-                f"cannot also run {serial_settings}",
-                context=context,
-            )
-        if timeout != line.timeout:
-            _LOGGER.warning(
-                "%s: the line's timeout is %s s (set by its first analyser); ignoring %s s",
-                line.port,
-                line.timeout,
-                timeout,
-            )
-
-    async def _serve_line(
-        self, line: _Line, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Hold one line open (its transport, Modbus line and owner) until it is stopped."""
-        key = line.key
-        owned = isinstance(key, str)
-        transport: anyio.abc.ByteStream = (
-            await open_transport(key, line.serial_settings)
-            if isinstance(key, str)
-            else cast("anyio.abc.ByteStream", key)  # checked in add()
-        )
-        started = False
-        try:
-            async with ModbusLine(
-                transport,
-                protocol=line.protocol,
-                timeout=line.timeout,
-                retries=self.retries,
-                inter_frame_idle=line.inter_frame_idle,
-                port=line.port,
-            ) as modbus:
-                line.modbus = modbus
-                started = True
-                task_status.started()
-                await line.stop.wait()
-        except Exception:
-            if not started:
-                raise
-            _LOGGER.exception("%s: the shared line failed while closing", line.port)
-        finally:
-            try:
-                if owned:
-                    with anyio.CancelScope(shield=True):
-                        await transport.aclose()
-            finally:
-                line.done.set()  # only now is the port free for others
-
     async def _open_analyzer(
-        self, name: str, line: _Line, address: int, identify: bool
+        self, name: str, line: SharedLine, address: int, identify: bool
     ) -> Analyzer:
         assert line.modbus is not None
         analyzer = Analyzer(
@@ -535,18 +348,7 @@ class ServomexManager:
         try:
             await entry.analyzer.aclose()
         finally:
-            await self._release(entry.line, entry.address)
-
-    async def _release(self, line: _Line, address: int) -> None:
-        async with self._lock:
-            line.addresses.discard(address)
-            line.users -= 1
-            if line.users > 0:
-                return
-            line.stop.set()
-            await line.done.wait()
-            if self._lines.get(line.key) is line:
-                del self._lines[line.key]
+            await self._lines.release(entry.line, entry.address)
 
     # --- acting on every analyser ---------------------------------------------------------
 
@@ -583,17 +385,6 @@ class ServomexManager:
                 for members in groups.values():
                     task_group.start_soon(run_group, members)
         return {entry.name: results[entry.name] for entry in entries}
-
-    @staticmethod
-    def _raise_failures(what: str, results: dict[str, DeviceResult[Any]]) -> None:
-        errors = [r.error for r in results.values() if r.error is not None]
-        if errors:
-            failed = ", ".join(name for name, r in results.items() if not r.ok)
-            raise DeviceErrors(
-                f"{what} failed for {len(errors)} of {len(results)} analysers ({failed})",
-                errors,
-                results,
-            )
 
     async def poll(self, names: Sequence[str] | None = None) -> dict[str, DeviceResult[Frame]]:
         """Read one :class:`Frame` per analyser (or those in ``names``), keyed by name.
@@ -671,5 +462,5 @@ class ServomexManager:
         results = await self._each(names, fn)
         if ErrorPolicy(policy) is ErrorPolicy.RETURN:
             return results
-        self._raise_failures("execute_each", results)
+        raise_failures("execute_each", results)
         return {name: cast("T", r.value) for name, r in results.items()}
