@@ -143,7 +143,7 @@ def monitor_broadcast(
 @parameter_annotation_decorator({
     "description": (
         "Autocalibrate one group, recorded as a run. Flows calibration gas into the "
-        "analyser: nothing is started unless confirm is true. Modbus mode only."
+        "analyser: only queued with confirm=True. Modbus mode only."
     ),
     "parameters": {
         "analyser": {
@@ -154,7 +154,8 @@ def monitor_broadcast(
         "group": {"description": "Autocalibration group, 1-4.", "annotation": "int"},
         "confirm": {
             "description": "Must be true: the calibration flows gas into the process.",
-            "annotation": "bool",
+            # only True validates: the queue refuses the plan without it, before it runs
+            "annotation": "typing.Literal[True]",
         },
         "poll_period": {
             "description": "Seconds between progress reads (default: the analyser's).",
@@ -170,12 +171,12 @@ def monitor_broadcast(
 def calibration_run(
     analyser: Any,
     group: int,
-    confirm: bool = False,
+    confirm: bool,
     poll_period: float | None = None,
     timeout: float | None = None,
     md: dict[str, Any] | None = None,
 ) -> Plan:
-    """:func:`ophyd_servomex.plans.calibration_run` (refuses without ``confirm=True``)."""
+    """:func:`ophyd_servomex.plans.calibration_run`; only ``confirm=True`` is queued."""
     return (
         yield from servomex_plans.calibration_run(
             analyser, group, confirm=confirm, poll_period=poll_period, timeout=timeout, md=md

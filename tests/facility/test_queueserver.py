@@ -155,6 +155,23 @@ def test_a_mistyped_device_is_refused_when_queued(queue_server: QueueServer) -> 
     assert api.queue_get()["items"] == before
 
 
+def test_a_calibration_without_confirm_is_refused_when_queued(queue_server: QueueServer) -> None:
+    """Calibration gas flows only on request: the queue takes calibration_run with
+    confirm=True only, so a forgotten or false confirm never reaches the worker."""
+    from bluesky_queueserver_api import BPlan
+
+    api = queue_server.api
+    before = api.queue_get()["items"]
+    for plan in (
+        BPlan("calibration_run", ANALYSER, 1),
+        BPlan("calibration_run", ANALYSER, 1, confirm=False),
+        BPlan("calibration_run", ANALYSER, 1, confirm="yes"),
+    ):
+        with pytest.raises(api.RequestFailedError, match="confirm"):
+            api.item_add(plan)
+    assert api.queue_get()["items"] == before
+
+
 def test_count_monitor_and_calibration_run_through_the_queue(
     queue_server: QueueServer,
 ) -> None:
