@@ -35,7 +35,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from bluesky.protocols import Movable, Stoppable
+from bluesky.protocols import Movable, Pausable, Stoppable
+from bluesky.utils import NoReplayAllowed
 from ophyd_async.core import Command, Device, WatchableAsyncStatus, WatcherUpdate
 
 from ..codec.errors import (
@@ -224,7 +225,7 @@ class CalibrationTracker:
         )
 
 
-class ServomexCalibration(Device, Movable[int], Stoppable):
+class ServomexCalibration(Device, Movable[int], Stoppable, Pausable):
     """The analyser's autocalibration: ``set(group, confirm=True)`` and ``stop()``.
 
     Children (actions, faked by ophyd-async in mock mode): ``start_group(group, confirm)``,
@@ -232,6 +233,11 @@ class ServomexCalibration(Device, Movable[int], Stoppable):
     ``poll_period`` is how often the group state is read while a calibration runs;
     ``gas_time`` (seconds each calibration gas flows, as set on the analyser's panel, or
     ``None`` when unknown) gives the progress bar each gas phase's expected duration.
+
+    When the RunEngine pauses, it calls :meth:`stop` (the stop pulse) and then
+    :meth:`pause`, which refuses the replay of the messages since the last checkpoint if
+    that stop ended a calibration: a resumed plan must not send the ``set`` again and
+    restart the gas behind the operator's back.
     """
 
     def __init__(
@@ -259,6 +265,7 @@ class ServomexCalibration(Device, Movable[int], Stoppable):
         self._stop_requested = asyncio.Event()
         self._start_sent = False
         self._stop_sent = False
+        self._stopped_running = False  # stop() ended a running calibration; pause() refuses
         self._last: CalibrationProgress | None = None
         super().__init__(name=name)
 
@@ -305,6 +312,7 @@ class ServomexCalibration(Device, Movable[int], Stoppable):
         self._stop_requested = asyncio.Event()
         self._start_sent = False
         self._stop_sent = False
+        self._stopped_running = False
         self._tracker = CalibrationTracker(group, expected)
         self._last = self._tracker.progress()
         status = WatchableAsyncStatus(self._run(self._tracker, period, timeout), name=self.name)
@@ -394,7 +402,23 @@ class ServomexCalibration(Device, Movable[int], Stoppable):
         status = self._status
         if status is None or status.done:
             return
+        self._stopped_running = True
         self._stop_requested.set()
         await self._send_stop()
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(status.task), timeout=max(5.0, self.poll_period))
+
+    def pause(self) -> None:
+        """Called by the RunEngine when it pauses, after :meth:`stop`.
+
+        Raises :class:`~bluesky.utils.NoReplayAllowed` when that stop ended a running
+        calibration, so the messages since the last checkpoint (possibly the ``set`` that
+        started it) are not replayed on resume; the waiting plan then finds the
+        calibration stopped. Otherwise does nothing.
+        """
+        if self._stopped_running:
+            self._stopped_running = False
+            raise NoReplayAllowed(f"{self.name or 'the calibration'} was stopped by the pause")
+
+    def resume(self) -> None:
+        """Called by the RunEngine when it resumes: nothing to do (nothing restarts)."""

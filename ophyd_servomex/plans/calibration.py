@@ -98,7 +98,9 @@ def _calibrate(
             done = yield from bps.wait(
                 wait_group, timeout=CHECKPOINT_PERIOD, error_on_timeout=False
             )
-            if done is None:  # no RunEngine answers: the plan is list()-ed
+            if done is None:  # no answer: a wait cut short by a pause, or no RunEngine
+                if calibration.running:
+                    continue  # a pause whose stop failed: keep waiting, at checkpoints
                 break
     except Exception:
         # An abort, a stop or a failure while the gas flows: stop it now, not only when

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
+from bluesky.utils import NoReplayAllowed
 from devicehelpers import connect, disconnect, requests, simulator
 from ophyd_async.core import (
     WatchableAsyncStatus,
@@ -150,3 +151,23 @@ def test_a_bad_gas_time_is_refused_before_anything_is_sent(RE: RunEngine, bad: A
     with pytest.raises(ServomexValidationError, match="gas time"):
         next(calibrate(analyser, 1, confirm=True, gas_time=bad))
     get_mock_execute(analyser.calibration.start_group).assert_not_called()
+
+
+@pytest.mark.anyio
+async def test_pause_refuses_a_replay_only_after_stopping_a_running_calibration() -> None:
+    analyser = ServomexAnalyser(name="o2", calibration_poll_period=10.0)
+    await analyser.connect(mock=True)
+    calibration = analyser.calibration
+    calibration.pause()  # nothing was stopped: no objection
+    status = analyser.calibrate(1, confirm=True)
+    start = get_mock_execute(calibration.start_group)
+    while not start.called:  # noqa: ASYNC110 - waiting for a mock to be called
+        await asyncio.sleep(0)
+    await calibration.stop()
+    assert status.done
+    with pytest.raises(NoReplayAllowed):
+        calibration.pause()
+    calibration.pause()  # once per stop
+    calibration.resume()
+    await calibration.stop()  # nothing running: no stop, and no objection to a replay
+    calibration.pause()

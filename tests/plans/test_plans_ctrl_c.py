@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import bluesky.plan_stubs as bps
 import pytest
 from bluesky import RunEngine
 from bluesky.run_engine import call_in_bluesky_event_loop
@@ -180,3 +181,28 @@ def test_aborting_mid_wait_sends_the_stop_pulse_before_the_run_closes(RE: RunEng
     stop_pulse = next(e.time for e in sent if e.data == STOP_ALL_ON)
     closed = next(t for name, t in events if name == "stop")
     assert stop_pulse < closed  # the plan stopped the gas, then closed the run
+
+
+def test_a_resume_never_replays_the_set_that_started_the_gas(RE: RunEngine) -> None:
+    """A hard pause (a second Ctrl-C) landing between the ``set`` and the next checkpoint
+    would make a resume replay the ``set`` and start the gas again; the calibration, told
+    of the pause after its stop, refuses that replay. ``bps.pause()`` puts the hard pause
+    exactly there."""
+    with bench() as (sim, gas):
+
+        def plan() -> Any:
+            yield from bps.checkpoint()
+            yield from bps.abs_set(gas.calibration, 1, confirm=True, group="cal")
+            yield from bps.pause()  # the replay would be: the set
+            yield from bps.wait("cal")
+            return gas.calibration.last_progress
+
+        with pytest.raises(RunEngineInterrupted):
+            RE(plan())
+        stopped_group = sim.analyser.calibrating_group
+        progress = RE.resume().plan_result
+        data = [e.data for e in requests(sim)]
+    assert stopped_group is None
+    assert data.count(START_GROUP_1_ON) == 1  # not started again by a replayed set
+    assert data.count(STOP_ALL_ON) == 1
+    assert progress.phase is CalPhase.STOPPED
