@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Literal, Self, cast, overload
 
@@ -421,7 +421,10 @@ class ServomexManager:
         samples: list[Sample] = []
         for name, result in results.items():
             if result.error is None and result.value is not None:
-                samples.extend(result.value)
+                # a tracked Analyzer names its samples itself: they carry the manager's name
+                samples.extend(
+                    s if s.device == name else replace(s, device=name) for s in result.value
+                )
             else:
                 _LOGGER.warning("poll of analyser %r failed: %s", name, result.error)
         lost = [r.error for r in results.values() if isinstance(r.error, ServomexConnectionError)]

@@ -453,12 +453,6 @@ async def test_a_tracked_analyzer_is_polled_but_not_closed() -> None:
             assert (await analyzer.poll()).address == 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="driver bug: ServomexManager.poll_samples() hands on the tracked Analyzer's own "
-    "samples, whose device is the Analyzer's name (its port), not the name it was added "
-    "under; record(manager, names=[...]) then filters every row of it away",
-)
 async def test_a_tracked_analyzers_samples_carry_its_manager_name() -> None:
     async with serve_memory(quiet_config(RTU, addresses=(30,))) as sim:
         assert sim.transport is not None
