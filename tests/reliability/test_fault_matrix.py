@@ -395,6 +395,23 @@ async def modbus_case(
     )
 
 
+def pull_usb_adapter(sim: SimHandle) -> None:
+    """The next ``tcflush`` of the port fails as an unplugged USB-serial adapter makes it:
+    ``termios.error(EIO)``, which is no ``OSError`` (once; then the port behaves again)."""
+    import errno
+    import termios
+
+    from anyserial.stream import _PosixSerialPort
+
+    original = _PosixSerialPort.reset_input_buffer
+
+    async def unplugged(self: _PosixSerialPort) -> None:
+        _PosixSerialPort.reset_input_buffer = original  # type: ignore[method-assign]
+        raise termios.error(errno.EIO, "Input/output error")
+
+    _PosixSerialPort.reset_input_buffer = unplugged  # type: ignore[method-assign]
+
+
 def refuse(code: int) -> Inject:
     """The next reply becomes Modbus exception ``code``."""
 
@@ -794,6 +811,18 @@ ROWS = [
             facts=(*NOTHING_DISCARDED, ("link lost", True)),
         ),
         modbus(RTU, inject(Fault.DISCONNECT)),
+        after=0,
+    ),
+    Row(
+        "USB adapter pulled",
+        "modbus-rtu",
+        "the port's tcflush raises termios.error(EIO), as an unplugged USB-serial adapter does",
+        Outcome(
+            raised=LinkLostError,
+            dropped_frames=1,
+            facts=(*NOTHING_DISCARDED, ("link lost", True)),
+        ),
+        modbus(RTU, pull_usb_adapter),
         after=0,
     ),
     Row(
