@@ -181,3 +181,23 @@ def free_tcp_port() -> int:
     from services import free_port
 
     return free_port()
+
+
+def test_a_run_does_not_open_once_redis_is_gone(tmp_path: Any, redis_server: Any) -> None:
+    """(``redis_server``: skips where redis-server is missing; this test stops its own.)"""
+    import redis
+    from services import RedisServer
+
+    own = RedisServer(tmp_path / "redis")
+    try:
+        starts: list[dict[str, Any]] = []
+        RE = _run_engine(starts)
+        use_shared_metadata(RE, own.url, "gone-")
+        with init_devices():
+            probe = _Probe()
+        RE(count([probe]))
+    finally:
+        own.stop()
+    with pytest.raises(redis.ConnectionError):
+        RE(count([probe]))
+    assert [doc["scan_id"] for doc in starts] == [1]  # no second run, no guessed number
