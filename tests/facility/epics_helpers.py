@@ -252,12 +252,14 @@ def environment(values: dict[str, str]) -> Iterator[None]:
 
 @dataclass
 class FacilityIoc:
-    """The session IOC: ``SMX1:`` on a pty simulator (Modbus RTU, address 30) and
+    """The session IOC: ``SMX1:`` on a pty simulator (Modbus RTU, address 30),
     ``SMX2:`` on ``socket://127.0.0.1:<sim2_port>``, where no simulator runs until a test
-    starts one (:meth:`start_sim2`)."""
+    starts one (:meth:`start_sim2`), and ``SMX3:``/``SMX4:`` at addresses 31 and 32 on one
+    simulated RS485 bus."""
 
     ioc: IocProcess
     sim1: SimProcess
+    bus: SimProcess
     sim2_port: int
     workdir: Path
     first_value_seconds: float
@@ -291,7 +293,7 @@ port = "{pty}"
 protocol = "modbus-rtu"
 address = 30
 poll_period = 0.5
-timeout = 0.5
+timeout = 2.0
 inter_frame_idle = 0.005
 
 [[analyser]]
@@ -303,13 +305,33 @@ channels = ["I1", "I2", "I3", "E1", "E2"]
 poll_period = 0.5
 timeout = 0.5
 inter_frame_idle = 0.005
+
+[[analyser]]
+prefix = "SMX3:"
+port = "{bus}"
+protocol = "modbus-rtu"
+address = 31
+poll_period = 0.5
+timeout = 2.0
+inter_frame_idle = 0.005
+
+[[analyser]]
+prefix = "SMX4:"
+port = "{bus}"
+protocol = "modbus-rtu"
+address = 32
+poll_period = 0.5
+timeout = 2.0
+inter_frame_idle = 0.005
 """
 
 
 def first_value(ctx: Any, pv: str) -> bool:
-    """True once ``pv`` holds a real number with no INVALID alarm."""
-    value = pv_get(ctx, pv, timeout=2.0)
-    return not is_nan(float(value)) and value.severity != 3
+    """True once ``pv`` holds a real number with no INVALID alarm and the IOC has published
+    a whole frame (the prefix's ``Frames`` counts after the last PV of a frame)."""
+    reading = pv_get(ctx, pv, timeout=2.0)
+    frames = int(value(ctx, pv.split(":")[0] + ":Frames"))
+    return not is_nan(float(reading)) and reading.severity != 3 and frames >= 1
 
 
 @pytest.fixture(scope="session")
@@ -329,12 +351,13 @@ def facility_ioc(
     """The session IOC (see :class:`FacilityIoc`)."""
     workdir = tmp_path_factory.mktemp("ioc")
     sim1 = SimProcess("--mode", "modbus-rtu", "--address", "30", log=workdir / "sim1.log")
+    bus = SimProcess("--mode", "modbus-rtu", "--address", "31,32", log=workdir / "bus.log")
     ioc: IocProcess | None = None
     facility: FacilityIoc | None = None
     try:
         sim2_port = free_port()
         config = workdir / "analysers.toml"
-        config.write_text(IOC_CONFIG.format(pty=sim1.port, tcp=sim2_port))
+        config.write_text(IOC_CONFIG.format(pty=sim1.port, tcp=sim2_port, bus=bus.port))
         ports = epics_ports[0]
         ioc = IocProcess(["--config", str(config)], ports, workdir / "ioc.log")
         ctx = pva_context(ports)
@@ -348,9 +371,9 @@ def facility_ioc(
         finally:
             ctx.close()
         first = time.monotonic() - ioc.started
-        print(f"\nIOC start → first SMX1:I1:Value over PVA: {first:.2f} s", file=sys.stderr)
+        print(f"\nIOC start → first whole frame over PVA: {first:.2f} s", file=sys.stderr)
         (workdir / "first_value_seconds").write_text(f"{first:.3f}\n")
-        facility = FacilityIoc(ioc, sim1, sim2_port, workdir, first)
+        facility = FacilityIoc(ioc, sim1, bus, sim2_port, workdir, first)
         yield facility
     finally:
         if facility is not None:
@@ -358,6 +381,7 @@ def facility_ioc(
         if ioc is not None:
             ioc.stop()
         sim1.stop()
+        bus.stop()
 
 
 @dataclass

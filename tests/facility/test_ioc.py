@@ -161,3 +161,15 @@ def test_poll_period_is_settable_and_bounded(ctx: Any) -> None:
         assert float(value(ctx, "SMX1:PollPeriod_RBV")) == 0.25
     finally:
         ctx.put("SMX1:PollPeriod", 0.5, timeout=10)
+
+
+def test_two_analysers_on_one_rs485_bus(ctx: Any) -> None:
+    """One port, addresses 31 and 32, two prefixes: both served from one shared line."""
+
+    def both() -> bool:
+        return all(float(pv_get(ctx, f"{p}I1:Value")) == 20.378 for p in ("SMX3:", "SMX4:"))
+
+    wait_for(both, 30, "values from both analysers on the bus")
+    assert int(value(ctx, "SMX3:Address")) == 31
+    assert int(value(ctx, "SMX4:Address")) == 32
+    assert pv_get(ctx, "SMX4:I1:Value").raw.display.units == "%"
