@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+from ..codec.models import ChannelInfo, Unit
 from .config import IocConfig
 from .controller import AnalyserController, default_channels
 from .hooks import install
@@ -27,8 +28,6 @@ class _Controller(AnalyserController):
         config = self.config
         if config.channels is not None:
             known = {c.channel: c for c in (self.info.channels if self.info else ())}
-            from ..codec.models import ChannelInfo, Unit
-
             infos = tuple(known.get(c, ChannelInfo(c, None, Unit.UNKNOWN)) for c in config.channels)
         else:
             with contextlib.suppress(TimeoutError):
