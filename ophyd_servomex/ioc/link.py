@@ -142,7 +142,10 @@ class Link:
         while True:
             started = time.monotonic()
             period = controller.poll_period.get()
-            limit = None if continuous else max(period, config.timeout)
+            # Before the first frame every PV is INVALID already, and the first polls race
+            # FastCS building the PVs on this loop: only the driver's own timeouts apply.
+            first = controller.frames.get() == 0
+            limit = None if continuous or first else max(period, config.timeout)
             try:
                 if analyser.info is None:  # bounded by the driver's own timeouts
                     await controller.learn(await analyser.identify())
