@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ from .signals import FrameSignalR, frame_signal
 
 if TYPE_CHECKING:
     from .bus import ServomexBus
+
+_LOGGER = logging.getLogger(__name__)
 
 __all__ = ["ChannelSpec", "ServomexAnalyser"]
 
@@ -352,17 +355,25 @@ class ServomexAnalyser(StandardReadable):
         confirm: bool = False,
         poll_period: float | None = None,
         timeout: float | None = None,
+        gas_time: float | None = None,
     ) -> WatchableAsyncStatus[int]:
         """Run autocalibration of ``group`` (1–4); see :class:`ServomexCalibration`."""
         return self.calibration.set(
-            group, confirm=confirm, poll_period=poll_period, timeout=timeout
+            group, confirm=confirm, poll_period=poll_period, timeout=timeout, gas_time=gas_time
         )
 
     async def disconnect(self) -> None:
         """Close the driver session (the port, or this analyser's place on its bus).
 
+        A calibration started here and still running is stopped first (the stop pulse goes
+        out while the session can still send it), so disconnecting never leaves gas flowing.
         A later ``connect()`` opens a new session (the channel set must not change).
         """
+        if self.calibration.running:
+            try:
+                await self.calibration.stop()
+            except Exception:  # the link may be gone already: still let go of the port
+                _LOGGER.exception("%s: stopping the calibration on disconnect failed", self.name)
         await self._connector.disconnect()
         self._connect_task = None  # so the next connect() is not served from the cache
 

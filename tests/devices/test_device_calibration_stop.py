@@ -171,3 +171,28 @@ async def test_pause_refuses_a_replay_only_after_stopping_a_running_calibration(
     calibration.resume()
     await calibration.stop()  # nothing running: no stop, and no objection to a replay
     calibration.pause()
+
+
+def test_disconnecting_during_a_calibration_stops_the_gas_first(RE: RunEngine) -> None:
+    with simulator(RTU, time_scale=10.0, flush_time=100.0) as sim:  # 10 s per gas
+        analyser = connect(sim, RTU, calibration_poll_period=0.05)
+
+        async def start() -> WatchableAsyncStatus[Any]:
+            return analyser.calibrate(1, confirm=True)
+
+        status = call_in_bluesky_event_loop(start())
+        wait_until(lambda: sim.analyser.calibrating_group == 1)
+        disconnect(analyser)  # the session goes: the stop pulse must go out before it
+        wait_until(lambda: status.done, limit=5.0)
+        sent = requests(sim)
+        still = sim.analyser.calibrating_group
+        cal_log = sim.analyser.calibration_log
+    assert still is None
+    assert sent.count(START_GROUP_1_ON) == 1
+    assert sent.count(STOP_ALL_ON) == 1
+    assert STOP_ALL_OFF in sent[sent.index(STOP_ALL_ON) :]
+    assert [e.phase for e in cal_log] == [CalPhase.CAL_GAS_1, CalPhase.STOPPED]
+    last = analyser.calibration.last_progress
+    assert last is not None
+    assert last.phase is CalPhase.STOPPED
+    assert not analyser.calibration.running
