@@ -30,19 +30,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("calibration flows calibration gas into the analyser: pass --confirm")
 
     from bluesky import RunEngine
-    from bluesky.utils import ProgressBarManager
     from ophyd_async.core import init_devices
 
     from ophyd_servomex import ProtocolKind, ServomexAnalyser
     from ophyd_servomex.catalog import close_catalog, open_catalog, subscribe_writer
-    from ophyd_servomex.plans import calibration_run
+    from ophyd_servomex.plans import CalibrationProgressManager, calibration_run
     from ophyd_servomex.sim import SimConfig
 
     # simulated: 100× faster, so the three 60 s gas phases take under 2 s
     sim = SimConfig(mode=ProtocolKind.MODBUS_RTU, time_scale=100.0, flush_time=60.0)
     with port_or_simulator(args, sim) as port:
         RE = RunEngine(call_returns_result=True)
-        RE.waiting_hook = ProgressBarManager()  # draws the calibration's phases
+        RE.waiting_hook = CalibrationProgressManager()  # the phases; plain lines off a terminal
         catalog = open_catalog(args.catalog)
         subscribe_writer(RE, catalog)
         with init_devices():
