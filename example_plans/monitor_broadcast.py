@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             disconnect(gas)
 
         stream = monitor_stream_name(gas)
-        table = run_table(catalog[uid], stream)
+        table = run_table(catalog[uid], stream, epoch_time=True)  # seconds, for the gaps
         print(f"{len(table)} frames in stream {stream!r} of run {uid[:8]}")
         if len(table) > 1:
             gaps = table["time"].diff().dropna()

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{summary['exit_status']}; events per stream {summary['num_events']}")
 
         stream = args.stream or ("primary" if "primary" in run else summary["streams"][0])
-        table = run_table(run, stream)  # pandas: one row per event, columns time + data keys
+        table = run_table(run, stream, epoch_time=True)  # pandas: a row per event; time in s
         values = [c for c in table.columns if c.endswith("-value")]
         units = summary["data_keys"][stream]
         print(f"\n{stream}: {len(table)} events; channel values and units:")

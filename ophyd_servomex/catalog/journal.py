@@ -10,13 +10,15 @@ exclusive ``flock``, so recovery never touches a file that a live process is sti
 
 from __future__ import annotations
 
+import contextlib
 import json
-import logging
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from .redact import redacting_logger
 
 try:  # POSIX advisory locks; without them (Windows) recovery trusts the caller.
     import fcntl
@@ -28,7 +30,7 @@ __all__ = ["Document", "RunJournal", "iter_journal", "journal_is_locked", "read_
 Document = tuple[str, dict[str, Any]]
 """A Bluesky document as the RunEngine emits it: its name and its body."""
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 
 def _jsonable(value: Any) -> Any:
@@ -49,58 +51,96 @@ def encode_document(name: str, doc: dict[str, Any]) -> str:
 
 
 class RunJournal:
-    """The append-only journal file of one run, locked for as long as it is open."""
+    """The append-only journal file of one run, locked for as long as it is open.
+
+    Each document is one ``os.write`` of its whole line (no user-space buffer), so a failed
+    append (a full or read-only disk) raises ``OSError`` at once and :attr:`count` says how
+    many documents the file holds completely; :meth:`documents` reads them back.
+    """
 
     def __init__(self, path: Path, *, fsync_interval: float | None = 1.0) -> None:
         self.path = path
         self.fsync_interval = fsync_interval
         path.parent.mkdir(parents=True, exist_ok=True)
-        file = path.open("a", encoding="utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         if fcntl is not None:
             try:
-                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                file.close()
+                os.close(fd)
                 raise
-        self._file: IO[str] | None = file
+        self._fd: int | None = fd
         self._last_sync = time.monotonic()
         self.count = 0
+        """Documents completely written to the file."""
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` has run."""
-        return self._file is None
+        """True once :meth:`close` (or :meth:`abandon`) has run."""
+        return self._fd is None
 
     def append(self, name: str, doc: dict[str, Any]) -> None:
-        """Write one document and hand it to the OS (survives the death of this process)."""
-        if self._file is None:
+        """Write one document and hand it to the OS (survives the death of this process).
+
+        Raises ``OSError`` when the file cannot take it (``ENOSPC``, ``EROFS``, ``EIO``); the
+        file then holds the first :attr:`count` documents and perhaps part of this one.
+        """
+        if self._fd is None:
             raise ValueError(f"journal {self.path} is closed")
-        self._file.write(encode_document(name, doc) + "\n")
-        self._file.flush()
+        data = (encode_document(name, doc) + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
         self.count += 1
         if self.fsync_interval is not None:
             now = time.monotonic()
             if now - self._last_sync >= self.fsync_interval:
-                os.fsync(self._file.fileno())
+                os.fsync(self._fd)
                 self._last_sync = now
+
+    def sync(self) -> None:
+        """``fsync`` now (raises ``OSError`` when the disk refuses)."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+            self._last_sync = time.monotonic()
+
+    def documents(self) -> list[Document]:
+        """The documents completely written so far (a torn last line is left out)."""
+        return read_journal(self.path)[: self.count]
 
     def close(self, *, remove: bool = False) -> None:
         """Close (and release the lock); with ``remove`` delete the file first.
 
         The file is removed while the lock is still held, so a concurrent recovery never
-        replays a run that the catalog already has.
+        replays a run that the catalog already has. Without ``remove`` the file is
+        ``fsync``-ed first (an ``OSError`` from that propagates; the file is closed anyway).
         """
-        if self._file is None:
+        fd, self._fd = self._fd, None
+        if fd is None:
             return
-        file, self._file = self._file, None
         try:
             if remove:
                 self.path.unlink(missing_ok=True)
             else:
-                file.flush()
-                os.fsync(file.fileno())
+                os.fsync(fd)
         finally:
-            file.close()
+            os.close(fd)
+
+    def abandon(self, *, remove: bool) -> None:
+        """Close after a failure, never raising; with ``remove`` try to delete the file."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            if remove:
+                try:
+                    self.path.unlink(missing_ok=True)
+                except OSError:
+                    logger.warning("cannot remove %s (kept; recovery skips duplicates)", self.path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def journal_is_locked(path: Path) -> bool:

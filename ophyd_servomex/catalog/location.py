@@ -9,10 +9,16 @@ Resolution order, the same for the Python API and the CLI:
 A location is either a directory (``catalog.db``, ``tables.db`` and ``data/`` are created inside
 it; ``sqlite:///DIR/catalog.db``, ``file:///DIR`` and a path to an existing ``catalog.db`` are
 accepted too) or an ``http(s)://`` tiled server. Nothing here imports tiled.
+
+Journals of runs not yet in the catalog go to :attr:`CatalogLocation.backup_directory`; when
+that cannot take a document (a full or read-only disk), to
+:attr:`CatalogLocation.fallback_directory`, by default in the user *state* directory
+(``OPHYD_SERVOMEX_JOURNAL_FALLBACK`` overrides it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -21,14 +27,17 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .errors import CatalogError
+from .redact import redact
 
 __all__ = [
     "API_KEY_ENV",
     "CATALOG_ENV",
+    "FALLBACK_ENV",
     "CatalogKind",
     "CatalogLocation",
     "default_catalog_directory",
     "default_data_directory",
+    "default_fallback_directory",
     "resolve_location",
 ]
 
@@ -38,12 +47,18 @@ CATALOG_ENV = "OPHYD_SERVOMEX_CATALOG"
 API_KEY_ENV = "TILED_API_KEY"
 """Environment variable holding the API key for a tiled server (tiled's own convention)."""
 
+FALLBACK_ENV = "OPHYD_SERVOMEX_JOURNAL_FALLBACK"
+"""Environment variable naming the directory for fallback journals (default: the user state
+directory's ``journal-fallback``); each catalog gets its own folder inside it."""
+
 APP_NAME = "ophyd-servomex"
 
 CATALOG_FILE = "catalog.db"
 TABLES_FILE = "tables.db"
 DATA_DIRECTORY = "data"
 BACKUP_DIRECTORY = "backup"
+LOCK_FILE = "catalog.lock"
+SCAN_ID_FILE = "last_scan_id"
 
 
 class CatalogKind(StrEnum):
@@ -66,7 +81,10 @@ class CatalogLocation:
     """The server URI without a trailing slash (server catalogs only)."""
 
     def __str__(self) -> str:
-        return str(self.directory) if self.kind is CatalogKind.EMBEDDED else str(self.uri)
+        return str(self.directory) if self.kind is CatalogKind.EMBEDDED else redact(self.uri)
+
+    def __repr__(self) -> str:
+        return f"CatalogLocation({self.kind.value}, {str(self)!r})"
 
     @property
     def catalog_file(self) -> Path:
@@ -92,9 +110,40 @@ class CatalogLocation:
         """
         if self.kind is CatalogKind.EMBEDDED:
             return self._require_directory() / BACKUP_DIRECTORY
-        parts = urlsplit(self.uri or "")
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{parts.hostname}_{parts.port}{parts.path}")
-        return default_data_directory() / BACKUP_DIRECTORY / name.strip("_")
+        return default_data_directory() / BACKUP_DIRECTORY / self._folder_name(hashed=False)
+
+    @property
+    def fallback_directory(self) -> Path:
+        """Where journals go when :attr:`backup_directory` cannot take a document.
+
+        ``$OPHYD_SERVOMEX_JOURNAL_FALLBACK/<catalog>`` if that variable is set, else
+        ``platformdirs.user_state_dir("ophyd-servomex")/journal-fallback/<catalog>``: another
+        place than the catalog's own disk, so a full or read-only catalog filesystem loses
+        nothing. ``<catalog>`` names the catalog (its path or server, and a short hash).
+        """
+        return default_fallback_directory() / self._folder_name(hashed=True)
+
+    @property
+    def lock_file(self) -> Path:
+        """The ``flock`` file beside an embedded catalog (creation and scan ids)."""
+        return self._require_directory() / LOCK_FILE
+
+    @property
+    def scan_id_file(self) -> Path:
+        """The last scan id handed out for an embedded catalog (written under the lock)."""
+        return self._require_directory() / SCAN_ID_FILE
+
+    def _folder_name(self, *, hashed: bool) -> str:
+        if self.kind is CatalogKind.EMBEDDED:
+            source = str(self._require_directory())
+        else:
+            parts = urlsplit(self.uri or "")
+            source = f"{parts.hostname}_{parts.port}{parts.path}"
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", source).strip("_")
+        if not hashed:
+            return name
+        digest = hashlib.sha256(source.encode()).hexdigest()[:10]
+        return f"{name[-60:].strip('_')}-{digest}"
 
     def _require_directory(self) -> Path:
         if self.directory is None:
@@ -107,6 +156,17 @@ def default_data_directory() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_fallback_directory() -> Path:
+    """The parent of the fallback journal folders (``$OPHYD_SERVOMEX_JOURNAL_FALLBACK`` or the
+    user state directory's ``journal-fallback``)."""
+    configured = os.environ.get(FALLBACK_ENV)
+    if configured:
+        return Path(configured).expanduser().absolute()
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir(APP_NAME)) / "journal-fallback"
 
 
 def default_catalog_directory() -> Path:

@@ -14,7 +14,6 @@ replayed the same way. For each file not locked by a live writer, :func:`recover
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -24,12 +23,13 @@ from typing import Any
 from .client import catalog_location
 from .errors import CatalogRecoveryError
 from .journal import Document, journal_is_locked, read_journal
+from .redact import redacting_logger
 
 __all__ = ["RECOVERED_REASON", "complete_run", "recover", "write_documents"]
 
 RECOVERED_REASON = "recovered from the write-ahead journal: the run was cut off before its stop"
 
-logger = logging.getLogger(__name__)
+logger = redacting_logger(__name__)
 
 
 def complete_run(documents: Iterable[Document]) -> list[Document]:
@@ -99,60 +99,99 @@ def _complete_in_catalog(catalog: Any, uid: str) -> tuple[bool, Any]:
     return bool(run.metadata.get("stop")), run
 
 
-def recover(catalog: Any, backup_directory: str | Path | None = None) -> list[str]:
-    """Replay every unlocked ``*.jsonl`` file of ``backup_directory`` into ``catalog``.
+def recover(
+    catalog: Any,
+    backup_directory: str | Path | None = None,
+    *,
+    fallback_directory: str | Path | None = None,
+) -> list[str]:
+    """Replay every unlocked ``*.jsonl`` journal into ``catalog``.
 
-    ``backup_directory`` defaults to the one :func:`subscribe_writer` uses for this catalog.
+    With no arguments both journal directories of this catalog are read: its backup directory
+    and its fallback directory (see :func:`~ophyd_servomex.catalog.writer.subscribe_writer`).
+    An explicit ``backup_directory`` alone reads just that directory; add
+    ``fallback_directory`` to read both. When one run has a journal in both (a copy that could
+    not be removed after the move), the one holding more documents is replayed and both are
+    deleted.
+
     Returns the uids written (runs already complete in the catalog are not listed; their files
     are deleted). Files that fail stay where they are, and after trying them all a
     :class:`~ophyd_servomex.catalog.errors.CatalogRecoveryError` names them.
     """
-    directory = (
-        Path(backup_directory)
-        if backup_directory is not None
-        else catalog_location(catalog).backup_directory
-    )
-    if not directory.is_dir():
-        return []
+    directories: list[Path] = []
+    if backup_directory is None:
+        location = catalog_location(catalog)
+        directories = [location.backup_directory]
+        directories.append(
+            Path(fallback_directory)
+            if fallback_directory is not None
+            else location.fallback_directory
+        )
+    else:
+        directories = [Path(backup_directory)]
+        if fallback_directory is not None:
+            directories.append(Path(fallback_directory))
+    by_run: dict[str, list[Path]] = {}
+    for directory in dict.fromkeys(directories):
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.jsonl")):
+            by_run.setdefault(path.stem, []).append(path)
     recovered: list[str] = []
     failures: list[str] = []
-    for path in sorted(directory.glob("*.jsonl")):
-        if journal_is_locked(path):
-            logger.info("%s is being written by a live process: left alone", path)
+    for stem in sorted(by_run):
+        paths = by_run[stem]
+        if any(journal_is_locked(path) for path in paths):
+            logger.info("%s is being written by a live process: left alone", paths[0])
             continue
         try:
-            uid = _recover_file(catalog, path)
+            uid = _recover_file(catalog, _fullest(paths), copies=paths)
         except Exception as error:
-            logger.exception("cannot replay %s", path)
-            failures.append(f"{path.name}: {type(error).__name__}: {error}")
+            logger.exception("cannot replay %s", paths[0])
+            failures.append(f"{paths[0]}: {type(error).__name__}: {error}")
             continue
         if uid is not None:
             recovered.append(uid)
     if failures:
         raise CatalogRecoveryError(
-            f"{len(failures)} backup file(s) could not be replayed and were kept in "
-            f"{directory}: " + "; ".join(failures),
+            f"{len(failures)} backup file(s) could not be replayed and were kept: "
+            + "; ".join(failures),
             location=str(catalog_location(catalog)),
         )
     return recovered
 
 
-def _recover_file(catalog: Any, path: Path) -> str | None:
+def _fullest(paths: list[Path]) -> Path:
+    """The copy of a run's journal holding the most documents."""
+    if len(paths) == 1:
+        return paths[0]
+    return max(paths, key=lambda path: len(read_journal(path)))
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            logger.warning("cannot remove %s after replaying it: %s", path, error)
+
+
+def _recover_file(catalog: Any, path: Path, *, copies: list[Path]) -> str | None:
     documents = read_journal(path)
     if not any(name == "start" for name, _ in documents):
         logger.warning("%s holds no start document: removed", path)
-        path.unlink(missing_ok=True)
+        _remove(copies)
         return None
     run_documents = complete_run(documents)
     uid = str(run_documents[0][1]["uid"])
     complete, partial = _complete_in_catalog(catalog, uid)
     if complete:
-        path.unlink(missing_ok=True)
+        _remove(copies)
         return None
     if partial is not None:
         logger.info("run %s: deleting the partial copy before replaying %s", uid, path)
         partial.delete(recursive=True, external_only=False)
     write_documents(catalog, run_documents)
-    path.unlink(missing_ok=True)
+    _remove(copies)
     logger.info("run %s: replayed %d documents from %s", uid, len(run_documents), path)
     return uid

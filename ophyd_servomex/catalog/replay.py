@@ -6,25 +6,28 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .client import catalog_location
-from .errors import CatalogError, RunNotFoundError
+from .errors import AmbiguousRunError, CatalogError, RunNotFoundError
 
 if TYPE_CHECKING:
     import pandas  # type: ignore[import-untyped, unused-ignore]
 
-__all__ = ["get_run", "list_runs", "run_summary", "run_table"]
+__all__ = ["get_run", "list_runs", "local_times", "run_summary", "run_table"]
 
 _INTEGER = re.compile(r"[+-]?\d+")
 _MIN_PARTIAL_UID = 5
+_MAX_CANDIDATES = 50
 
 
 def get_run(catalog: Any, key: str | int) -> Any:
     """The run for a uid, a partial uid (5+ characters), a scan id or a negative index.
 
-    ``key`` may be an ``int`` or a string: ``"3"`` and ``3`` are scan id 3 (the latest run with
-    it), ``-1`` / ``"-1"`` the most recent run, ``-2`` the one before; any other string is a uid
-    or its beginning. A digit string that is no scan id is tried as a partial uid as well.
-    Raises :class:`~ophyd_servomex.catalog.errors.RunNotFoundError` when nothing matches and
-    :class:`~ophyd_servomex.catalog.errors.CatalogError` for an ambiguous or unusable key.
+    ``key`` may be an ``int`` or a string: ``"3"`` and ``3`` are scan id 3, ``-1`` / ``"-1"``
+    the most recent run, ``-2`` the one before; any other string is a uid or its beginning. A
+    digit string that is no scan id is tried as a partial uid as well.
+    Raises :class:`~ophyd_servomex.catalog.errors.RunNotFoundError` when nothing matches,
+    :class:`~ophyd_servomex.catalog.errors.AmbiguousRunError` when several runs share the scan
+    id (catalogs written by older versions) or a partial uid (``.uids`` lists them), and
+    :class:`~ophyd_servomex.catalog.errors.CatalogError` for an unusable key.
     """
     where = _where(catalog)
     if isinstance(key, bool) or not isinstance(key, (int, str)):
@@ -48,12 +51,22 @@ def _by_number(catalog: Any, number: int, key: object, where: str) -> Any:
     if number == 0:
         raise CatalogError("scan ids start at 1 and indexes from the end at -1", location=where)
     if number > 0:
-        try:
-            return catalog[number]
-        except KeyError:
-            raise RunNotFoundError(
-                f"no run has scan_id {number}", key=key, location=where
-            ) from None
+        from tiled.queries import Key
+
+        matches = catalog.search(Key("start.scan_id") == number)
+        runs = list(matches.values().head(_MAX_CANDIDATES))
+        if not runs:
+            raise RunNotFoundError(f"no run has scan_id {number}", key=key, location=where)
+        if len(runs) > 1:
+            uids = [str(run.metadata.get("start", {}).get("uid")) for run in runs]
+            raise AmbiguousRunError(
+                f"{len(matches)} runs have scan_id {number}: {', '.join(uids)}; "
+                "ask for one by its uid (or its first characters)",
+                key=key,
+                uids=uids,
+                location=where,
+            )
+        return runs[0]
     try:
         return catalog.values()[number]
     except IndexError:
@@ -75,7 +88,8 @@ def _by_uid(catalog: Any, text: str, key: object, where: str) -> Any:
             f"no run uid starts with {text!r}", key=key, location=where
         ) from None
     except ValueError as error:  # several matches
-        raise CatalogError(str(error), location=where) from None
+        uids = re.findall(r"[0-9a-f]{8}-[0-9a-f-]{27}", str(error))
+        raise AmbiguousRunError(str(error), key=key, uids=uids, location=where) from None
 
 
 def _where(catalog: Any) -> str:
@@ -86,17 +100,50 @@ def _where(catalog: Any) -> str:
 
 
 def _data_key_order(stream: Any) -> list[str]:
-    """The stream's data keys by name: neither tiled's metadata nor device hints keep an order."""
-    return sorted(stream.metadata.get("data_keys", {}))
+    """The stream's data keys: hinted ones first, then the rest, each group sorted by name.
+
+    (Neither tiled's metadata nor device hints keep a meaningful order, so names decide within
+    each group.)
+    """
+    keys = stream.metadata.get("data_keys", {})
+    hinted = set(_hinted_keys(stream))
+    return sorted(hinted) + sorted(k for k in keys if k not in hinted)
 
 
-def run_table(run: Any, stream: str = "primary", *, timestamps: bool = False) -> pandas.DataFrame:
+def _hinted_keys(stream: Any) -> list[str]:
+    """The data keys named in the stream's hints (``{device: {"fields": [...]}}``)."""
+    keys = stream.metadata.get("data_keys", {})
+    hinted: list[str] = []
+    for hint in (stream.metadata.get("hints") or {}).values():
+        fields = hint.get("fields") if isinstance(hint, dict) else None
+        hinted.extend(f for f in fields or [] if f in keys and f not in hinted)
+    return hinted
+
+
+def local_times(seconds: Any) -> Any:
+    """Epoch seconds (a pandas Series) as time-zone-aware local date-times."""
+    import pandas
+    from dateutil.tz import tzlocal  # type: ignore[import-untyped, unused-ignore]
+
+    return pandas.to_datetime(seconds, unit="s", utc=True).dt.tz_convert(tzlocal())
+
+
+def run_table(
+    run: Any,
+    stream: str = "primary",
+    *,
+    timestamps: bool = False,
+    epoch_time: bool = False,
+) -> pandas.DataFrame:
     """One stream of a run as a table: one row per event, indexed by ``seq_num``.
 
-    Columns: ``time`` (event time, seconds since the epoch), then the stream's data keys sorted by
-    name; with ``timestamps`` also ``ts_<key>`` (each reading's own
-    timestamp). A stream with no events gives an empty table with those columns. Raises
-    :class:`~ophyd_servomex.catalog.errors.CatalogError` when the run has no such stream.
+    Columns: ``time`` (the event time as a local, time-zone-aware date-time; seconds since the
+    epoch with ``epoch_time``), then the stream's data keys: the hinted ones (the channels the
+    device says matter) first, then the rest, each group sorted by name; with ``timestamps``
+    also ``ts_<key>`` (each reading's own timestamp, epoch seconds). ``table.attrs["units"]``
+    maps each data key to its units (``None`` when it has none) and ``table.attrs["hinted"]``
+    lists the hinted keys. A stream with no events gives an empty table with those columns.
+    Raises :class:`~ophyd_servomex.catalog.errors.CatalogError` when the run has no such stream.
     """
     import pandas
 
@@ -115,12 +162,20 @@ def run_table(run: Any, stream: str = "primary", *, timestamps: bool = False) ->
     else:  # not a SQL-backed (v3) stream: go through xarray
         frame = node.read().to_dataframe().reset_index()
         frame.insert(0, "seq_num", range(1, len(frame) + 1))
-    columns = ["time", *(k for k in keys if k in frame.columns)]
+    present = [k for k in keys if k in frame.columns]
+    columns = ["time", *present]
     if timestamps:
         columns += [f"ts_{k}" for k in keys if f"ts_{k}" in frame.columns]
     frame = frame.sort_values("seq_num") if len(frame) else frame
     table = frame.set_index("seq_num")[columns]
     table.index = table.index.astype("int64")
+    if not epoch_time:
+        table = table.copy()
+        table["time"] = local_times(table["time"].astype("float64"))
+    described = node.metadata.get("data_keys", {})
+    hinted = set(_hinted_keys(node))
+    table.attrs["units"] = {k: described.get(k, {}).get("units") or None for k in present}
+    table.attrs["hinted"] = [k for k in present if k in hinted]
     return table
 
 

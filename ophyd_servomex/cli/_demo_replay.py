@@ -81,7 +81,7 @@ def read_stream(run: Any, stream: str) -> StreamData:
     node = run[stream]
     data_keys: dict[str, Any] = node.metadata.get("data_keys", {})
     configuration: dict[str, Any] = node.metadata.get("configuration", {})
-    table = run_table(run, stream)
+    table = run_table(run, stream, epoch_time=True)  # times as epoch seconds for arithmetic
     data = StreamData(
         uid=str(start["uid"]),
         scan_id=start.get("scan_id"),

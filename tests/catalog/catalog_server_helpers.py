@@ -7,10 +7,11 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from ophyd_servomex.catalog import serve_command, write_server_config
+from ophyd_servomex.catalog import serve_command, serve_environment, write_server_config
 
 API_KEY = "ophydservomextestkey0123456789"  # tiled accepts alphanumerics only
 STARTUP_TIMEOUT = 90.0
@@ -46,13 +47,19 @@ class TiledServer:
             self.config = write_server_config(directory, port=self.port)
             self.log = directory / f"server-{self.port}.log"
             tiled = str(Path(sys.executable).with_name("tiled"))
-            argv = serve_command(
-                self.config, API_KEY, host="127.0.0.1", port=self.port, tiled=tiled
+            self.argv = serve_command(self.config, host="127.0.0.1", port=self.port, tiled=tiled)
+            # the key goes through the environment, never argv (the process list shows argv)
+            env = serve_environment(API_KEY, {**os.environ, **FAST_FAIL_ENV})
+            self.process = subprocess.Popen(
+                self.argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
             )
-            with self.log.open("ab") as log:
-                self.process = subprocess.Popen(
-                    argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **FAST_FAIL_ENV}
-                )
+            # tiled prints "connect to http://…?api_key=KEY" at start-up when the key came
+            # from the environment: the log (mode 0600) keeps every line but that key
+            threading.Thread(target=self._pump, args=(self.process,), daemon=True).start()
             atexit.register(self.kill)
             try:
                 self._wait_until_up()
@@ -64,6 +71,14 @@ class TiledServer:
                 self.kill()
                 raise
 
+    def _pump(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as log:
+            for line in process.stdout:
+                log.write(line.replace(API_KEY.encode(), b"***"))
+                log.flush()
+
     def _wait_until_up(self) -> None:
         import httpx
 
@@ -71,7 +86,8 @@ class TiledServer:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise _ExitedEarly(f"tiled serve exited: {self.log.read_text()[-2000:]}")
+                time.sleep(0.2)  # let the pump write the last lines
+                raise _ExitedEarly(f"tiled serve exited: {self._log_tail()}")
             try:
                 response = httpx.get(f"{self.uri}/api/v1/", timeout=1.0)
             except httpx.TransportError:
@@ -80,7 +96,13 @@ class TiledServer:
             if response.status_code in (200, 401):
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"tiled serve did not come up: {self.log.read_text()[-2000:]}")
+        raise RuntimeError(f"tiled serve did not come up: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log.read_text()[-2000:]
+        except OSError:
+            return "(no log)"
 
     def kill(self) -> None:
         """SIGKILL: the server dies as a crashed one would."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-from collections.abc import Generator
+import time
+from collections.abc import Generator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
@@ -14,10 +17,20 @@ import pytest
 from bluesky import RunEngine
 from catalog_helpers import CHANNEL_UNITS, DATA_KEYS, channel_value, connected_analyser, counting
 
-from ophyd_servomex.catalog import CATALOG_ENV, close_catalog, open_catalog, subscribe_writer
+from ophyd_servomex.catalog import (
+    CATALOG_ENV,
+    close_catalog,
+    open_catalog,
+    run_table,
+    subscribe_writer,
+)
 from ophyd_servomex.cli import catalog as catalog_cli
 
 NUM = 3
+
+
+EVENT_TIMES: dict[str, list[float]] = {}
+"""Each run's event times (epoch seconds), read while the fixture has the catalog open."""
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +42,37 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
     analyser = connected_analyser()
     uids = [RE(counting(analyser, NUM))[0], RE(counting(analyser, NUM))[0]]
     subscription.unsubscribe()
+    for uid in uids:
+        EVENT_TIMES[uid] = run_table(catalog[uid], epoch_time=True)["time"].tolist()
     close_catalog(catalog)
     return location, uids
+
+
+@pytest.fixture
+def berlin(monkeypatch: pytest.MonkeyPatch) -> Iterator[ZoneInfo]:
+    """Local time is Europe/Berlin for the test (restored afterwards)."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield ZoneInfo("Europe/Berlin")
+    monkeypatch.undo()
+    time.tzset()
+
+
+def local(stamp: float, zone: ZoneInfo) -> str:
+    return datetime.fromtimestamp(stamp, zone).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+HEADER = (
+    "seq_num  time                     analyser-e1-value [mA]  analyser-e2-value [mA]"
+    "  analyser-i1-value [%]  analyser-i2-value [%]  analyser-i3-value [%]"
+)
+
+
+def row(seq: int, stamp: str) -> str:
+    values = [channel_value(index, seq) for index in (3, 4, 0, 1, 2)]  # e1 e2 i1 i2 i3
+    widths = [22, 22, 21, 21, 21]
+    cells = "  ".join(f"{v:.3f}".rjust(w) for v, w in zip(values, widths, strict=True))
+    return f"{seq:>7}  {stamp}  {cells}"
 
 
 def cli(*argv: str) -> int:
@@ -168,8 +210,76 @@ def test_replay_of_a_monitor_only_run_shows_its_monitor_stream(
     assert cli("replay", "-1", "--catalog", str(location)) == 0
     out = capsys.readouterr().out
     assert "stream analyser_monitor: 3 event(s); analyser-i1-value [%]" in out
-    rows = [line.split() for line in out.split("\n\n", 1)[1].splitlines()[2:]]
+    rows = [line.split() for line in out.split("\n\n", 1)[1].splitlines()[1:]]
     assert [row[0] for row in rows] == ["1", "2", "3"]
     assert [float(row[-1]) for row in rows] == [0.0, 1.5, 2.5]
     assert cli("replay", "-1", "--catalog", str(location), "--stream", "primary") == 1
     assert "has no stream 'primary' (streams: analyser_monitor)" in capsys.readouterr().err
+
+
+def test_replay_table_shows_local_times_and_units_in_aligned_columns(
+    two_runs: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str], berlin: ZoneInfo
+) -> None:
+    location, uids = two_runs
+    assert cli("replay", uids[0], "--catalog", str(location)) == 0
+    table = capsys.readouterr().out.split("\n\n", 1)[1]
+    times = EVENT_TIMES[uids[0]]
+    assert table.splitlines() == [HEADER, *(row(n, local(times[n - 1], berlin)) for n in (1, 2, 3))]
+
+
+def test_replay_rows_keeps_the_header_and_the_alignment(
+    two_runs: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str], berlin: ZoneInfo
+) -> None:
+    location, uids = two_runs
+    assert cli("replay", uids[1], "--catalog", str(location), "--rows", "2") == 0
+    table = capsys.readouterr().out.split("\n\n", 1)[1]
+    times = EVENT_TIMES[uids[1]]
+    assert table.splitlines() == [
+        HEADER,
+        row(1, local(times[0], berlin)),
+        "... 1 more row(s) ...",
+        row(3, local(times[2], berlin)),
+    ]
+
+
+def test_replay_checks_the_csv_path_before_printing_anything(
+    two_runs: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    location, _ = two_runs
+    target = tmp_path / "no-such-folder" / "run.csv"
+    assert cli("replay", "-1", "--catalog", str(location), "--csv", str(target)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"error: cannot write {target}: No such file or directory\n"
+
+
+class _Stream:
+    def __init__(self, metadata: dict[str, Any]) -> None:
+        self.metadata = metadata
+
+
+def test_hinted_keys_come_first_then_the_rest() -> None:
+    from ophyd_servomex.catalog.replay import _data_key_order
+
+    stream = _Stream(
+        {
+            "data_keys": {k: {} for k in ("b-fault", "z-value", "a-value", "a-fault")},
+            "hints": {"dev": {"fields": ["z-value", "a-value", "not-a-key"]}},
+        }
+    )
+    assert _data_key_order(stream) == ["a-value", "z-value", "a-fault", "b-fault"]
+
+
+def test_format_table_without_units_or_rows_limit() -> None:
+    import pandas
+
+    table = pandas.DataFrame(
+        {"time": ["t1", "t2"], "x": [1.5, float("nan")], "name": ["a", "bb"]},
+        index=pandas.Index([1, 2], name="seq_num"),
+    )
+    table.attrs["units"] = {"x": "V", "name": None}
+    assert catalog_cli.format_table(table, 0).splitlines() == [
+        "seq_num  time  x [V]  name",
+        "      1  t1      1.5  a",
+        "      2  t2      nan  bb",
+    ]

@@ -106,7 +106,7 @@ def test_kill_9_mid_run_loses_no_emitted_event(tmp_path: Path) -> None:
         assert list((location / "backup").glob("*.jsonl")) == []
 
         run = catalog[uid]
-        table = run_table(run)
+        table = run_table(run, epoch_time=True)
         seqs = table.index.tolist()
         assert seqs == list(range(1, len(seqs) + 1))  # no gap, no duplicate
         # every event printed (so emitted) before the kill is there, let alone those >1 s old

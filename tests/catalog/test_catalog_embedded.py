@@ -122,10 +122,18 @@ def test_count_of_100_events_round_trips_exactly(catalog: Any, count_uid: str) -
         expected = [channel_value(index, shot) for shot in range(1, NUM + 1)]
         assert table[key].tolist() == expected
     assert table["time"].is_monotonic_increasing
+    # local date-times, the same instants as the epoch seconds in the event documents
+    epoch = run_table(run, epoch_time=True)["time"]
+    assert str(table["time"].dt.tz) == "tzlocal()"
+    assert [t.timestamp() for t in table["time"]] == pytest.approx(epoch.tolist(), abs=1e-6)
+    assert table.attrs["units"] == {
+        f"analyser-{channel}-value": units for channel, units in CHANNEL_UNITS.items()
+    }
+    assert table.attrs["hinted"] == sorted(DATA_KEYS)
 
 
 def test_table_with_reading_timestamps(catalog: Any, count_uid: str) -> None:
-    table = run_table(catalog[count_uid], timestamps=True)
+    table = run_table(catalog[count_uid], timestamps=True, epoch_time=True)
     assert list(table.columns) == [
         "time",
         *sorted(DATA_KEYS),

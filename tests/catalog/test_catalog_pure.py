@@ -22,6 +22,7 @@ from ophyd_servomex.catalog import (
     read_journal,
     resolve_location,
     serve_command,
+    serve_environment,
     write_server_config,
 )
 from ophyd_servomex.catalog.location import default_catalog_directory
@@ -253,19 +254,17 @@ def test_server_config_is_accepted_by_tiled(tmp_path: Path) -> None:
     assert config.uvicorn == {"host": "127.0.0.1", "port": 8000}
 
 
-def test_serve_command() -> None:
-    assert serve_command("/srv/config.yml", "KEY", host="127.0.0.1", port=9000) == [
-        "tiled",
-        "serve",
-        "config",
-        "/srv/config.yml",
-        "--api-key",
-        "KEY",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "9000",
+def test_serve_command_holds_no_key_and_the_environment_does() -> None:
+    argv = serve_command("/srv/config.yml", host="127.0.0.1", port=9000)
+    assert argv == [
+        *("tiled", "serve", "config", "/srv/config.yml"),
+        *("--host", "127.0.0.1", "--port", "9000"),
     ]
+    env = serve_environment("KEY0123456789", {"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "TILED_SINGLE_USER_API_KEY": "KEY0123456789"}
+    with pytest.raises(CatalogError, match="letters and digits") as caught:
+        serve_environment("not-alnum-key!")
+    assert "not-alnum-key" not in str(caught.value)
 
 
 # --- import cost --------------------------------------------------------------------------

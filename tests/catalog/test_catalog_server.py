@@ -102,6 +102,21 @@ def test_a_second_process_replays_the_run(server: TiledServer, written: dict[str
     }
 
 
+def test_the_server_key_is_in_no_command_line_and_no_log(
+    server: TiledServer, written: dict[str, Any]
+) -> None:
+    assert server.process is not None
+    cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_bytes()
+    assert b"\0serve\0config\0" in cmdline  # the server itself (its shebang's python)
+    assert API_KEY.encode() not in cmdline
+    assert b"--api-key" not in cmdline
+    environ = Path(f"/proc/{server.process.pid}/environ").read_bytes()
+    assert f"TILED_SINGLE_USER_API_KEY={API_KEY}".encode() in environ.split(b"\0")
+    assert API_KEY not in server.log.read_text()
+    assert oct(server.log.stat().st_mode & 0o777) == oct(0o600)
+    assert oct(server.config.stat().st_mode & 0o777) == oct(0o600)
+
+
 def test_a_client_without_the_key_is_refused(
     server: TiledServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
