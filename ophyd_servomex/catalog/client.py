@@ -279,6 +279,8 @@ def _open_server(location: CatalogLocation, api_key: str | None) -> Any:
     from tiled.client import from_uri
 
     key = api_key or os.environ.get(API_KEY_ENV) or None
+    register_secret(key)
+    redacting_logger("httpx")  # it logs each request's URL at INFO: credentials included
     where = str(location)
     try:
         client = from_uri(location.uri, api_key=key)
