@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,60 @@ def test_cli_needs_a_prefix_and_port_or_a_config(capsys: pytest.CaptureFixture[s
         main(["ioc", "--config", "x.toml", "--prefix", "A:", "/dev/ttyUSB0"])
     assert main(["ioc", "--prefix", "no-colon", "/dev/ttyUSB0"]) == 2
     assert "ending in ':'" in capsys.readouterr().err
+
+
+def test_severity_reaches_the_pva_value_and_the_ca_record() -> None:
+    """A channel fault publishes MAJOR, an alarm MINOR, no number INVALID — in the NTScalar
+    the PVA transport posts and in the CA record's ``set``, with the frame's timestamp."""
+    import asyncio
+
+    from fastcs.transports.epics.ca import ioc as ca_ioc
+    from fastcs.transports.epics.pva import _pv_handlers as pva
+
+    from ophyd_servomex.codec.models import ChannelInfo
+    from ophyd_servomex.ioc import ChannelController, hooks
+
+    hooks.install()
+    channel = ChannelController(ChannelInfo(ChannelId.I1, "Oxygen", Unit.PERCENT, "%"))
+    posted: list[float] = []
+
+    async def on_update(value: float) -> None:
+        posted.append(value)
+
+    channel.value.add_on_update_callback(on_update)
+
+    async def publish(reading: Reading, stamp: float) -> Any:
+        await channel.publish(reading, stamp)
+        return pva.cast_to_p4p_value(channel.value, channel.value.get())
+
+    fault = asyncio.run(publish(_reading(20.5, fault=True), 1_000_000_000.25))
+    assert (fault["value"], fault["alarm.severity"], fault["alarm.status"]) == (20.5, 2, 1)
+    assert fault["alarm.message"] == "channel fault"
+    assert (fault["timeStamp.secondsPastEpoch"], fault["timeStamp.nanoseconds"]) == (
+        1_000_000_000, 250_000_000,
+    )  # fmt: skip
+    assert fault["display.units"] == "%"
+    assert fault["display.precision"] == 3
+    # the same value with only the alarm changed still reaches the clients
+    minor = asyncio.run(publish(_reading(20.5, alarms=(False, False, True, False)), 2e9))
+    assert (minor["alarm.severity"], minor["alarm.message"]) == (1, "alarm A3")
+    assert posted == [20.5, 20.5]
+    invalid = asyncio.run(publish(_reading(None), 3e9))
+    assert math.isnan(invalid["value"])
+    assert invalid["alarm.severity"] == 3
+
+    class FakeRecord:
+        def __init__(self) -> None:
+            self.calls: list[tuple[Any, dict[str, Any]]] = []
+
+        def get(self) -> float:
+            return 0.0
+
+        def set(self, value: Any, **kwargs: Any) -> None:
+            self.calls.append((value, kwargs))
+
+    fake = FakeRecord()
+    record = hooks._AlarmedRecord(fake, channel.value)
+    record.set(21.0)
+    assert fake.calls[-1] == (21.0, {"severity": 3, "alarm": 7, "timestamp": 3e9})
+    assert ca_ioc._make_in_record.__name__ == "in_record_with_alarm"
