@@ -215,6 +215,16 @@ class CaClient:
         form = FORMAT_CTRL if ctrl else FORMAT_TIME
         return self.loop.run_until_complete(caget(name, format=form, timeout=10))
 
+    def text(self, name: str) -> str:
+        """A FastCS string PV over CA (it arrives as a char array)."""
+        return bytes(self.get(name)).split(b"\0", 1)[0].decode()
+
+    def put(self, name: str, data: Any) -> Any:
+        """``caput`` waiting for the record to process."""
+        from aioca import caput
+
+        return self.loop.run_until_complete(caput(name, data, wait=True, timeout=10))
+
 
 def value(ctx: Any, name: str) -> Any:
     """A PV's plain value over PVA."""

@@ -145,6 +145,17 @@ def test_calibration_refused_without_allow_calibration(facility_ioc: FacilityIoc
     assert "asked by 127.0.0.1" in log  # PVA tells the client's host
 
 
+def test_calibration_refused_over_ca_too(facility_ioc: FacilityIoc, ca: CaClient) -> None:
+    """CA has no put error to carry the reason: the record goes to MAJOR alarm, the IOC
+    logs the refusal (CA does not tell the server who wrote), nothing starts."""
+    ca.put("SMX1:CalStart", 2)
+    wait_for(lambda: ca.get("SMX1:CalStart").severity == 2, 10, "CalStart in MAJOR alarm")
+    log = facility_ioc.ioc.log_text()
+    assert "start calibration of group 2 refused" in log
+    assert "asked by unknown client (Channel Access does not tell the server)" in log
+    assert ca.text("SMX1:CalGroup2") == "idle"
+
+
 def test_poll_period_is_settable_and_bounded(ctx: Any) -> None:
     from p4p.client.thread import RemoteError
 
