@@ -81,6 +81,12 @@ def seed_scan_id(RE: Any, catalog: Any) -> int:  # the Bluesky name
     return seed
 
 
+def _is_atomic(source: object) -> bool:
+    """Whether a scan-id source hands out unique ids across processes by itself."""
+    owner = getattr(source, "__self__", source)
+    return getattr(owner, "atomic_scan_ids", False) is True
+
+
 class ScanIdSource:
     """A RunEngine ``scan_id_source`` that never repeats a catalog's scan id.
 
@@ -89,6 +95,11 @@ class ScanIdSource:
     does), then returns ``max(previous(md), latest_scan_id(catalog) + 1, last handed out + 1)``.
     ``previous`` is the RunEngine's own source (by default ``md["scan_id"] + 1``). A catalog
     that cannot be read (a dead server) is logged and left out: the run still opens.
+
+    A ``previous`` source that is itself atomic across processes (its owner has
+    ``atomic_scan_ids = True``, as the Redis-shared counter of
+    :mod:`~ophyd_servomex.catalog.shared_md` does) is used as it is: taking a maximum with
+    the catalog's highest id would let two processes compute the same number again.
     """
 
     def __init__(
@@ -106,6 +117,13 @@ class ScanIdSource:
 
     def __call__(self, md: dict[str, Any]) -> int:
         """The scan id of the run being opened (the lock stays held until :meth:`release`)."""
+        if _is_atomic(self.previous):
+            assert self.previous is not None
+            scan_id = int(self.previous(md))
+            if self._lock is not None:
+                self._lock.acquire()
+            self._last = scan_id
+            return scan_id
         floor = self._floor(md)
         if self._lock is not None:
             self._lock.acquire()

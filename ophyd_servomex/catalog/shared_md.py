@@ -106,6 +106,10 @@ class SharedMetadata(MutableMapping[str, Any]):
     RunEngine's ``scan_id_source`` (:func:`use_shared_metadata` does both).
     """
 
+    atomic_scan_ids = True
+    """:meth:`next_scan_id` is unique across processes: a catalog's scan-id source that
+    wraps it uses it as it is (see :class:`~ophyd_servomex.catalog.scan_ids.ScanIdSource`)."""
+
     def __init__(
         self,
         client: redis.Redis,
