@@ -324,7 +324,7 @@ class AnalyserController(Controller):  # type: ignore[misc]
 
     def _calibration_target(self, what: str) -> Analyzer:
         who = requester()
-        if not self.allow_calibration:
+        if self.allow_calibration is not True:  # only an explicit True enables it
             _LOGGER.warning(
                 "%s: %s refused (IOC started without --allow-calibration), asked by %s",
                 self.config.prefix, what, who,

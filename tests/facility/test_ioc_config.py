@@ -172,3 +172,16 @@ def test_severity_reaches_the_pva_value_and_the_ca_record() -> None:
     record.set(21.0)
     assert fake.calls[-1] == (21.0, {"severity": 3, "alarm": 7, "timestamp": 3e9})
     assert ca_ioc._make_in_record.__name__ == "in_record_with_alarm"
+
+
+@pytest.mark.parametrize("truthy", ["true", "yes", 1, 1.0, [True], None, False])
+def test_only_an_explicit_true_enables_calibration_through_the_ioc(truthy: object) -> None:
+    from ophyd_servomex.codec.errors import ServomexConfirmationRequiredError
+    from ophyd_servomex.ioc.controller import AnalyserController
+
+    controller = AnalyserController(
+        AnalyserConfig("SMXT:", "/dev/null"),
+        allow_calibration=truthy,  # type: ignore[arg-type]
+    )
+    with pytest.raises(ServomexConfirmationRequiredError, match="--allow-calibration"):
+        controller._calibration_target("start calibration of group 1")
