@@ -1,21 +1,31 @@
-"""Write a RunEngine's documents into a catalog, losing nothing when the catalog or process dies.
+"""Write a RunEngine's documents into a catalog without stalling the run or losing a document.
 
-:func:`subscribe_writer` subscribes a :class:`JournaledWriter` to the RunEngine. For every run
-it keeps a write-ahead journal (``<backup_directory>/<uid>.jsonl``, see
-:mod:`~ophyd_servomex.catalog.journal`) and feeds ``bluesky_tiled_plugins.TiledWriter``, which
-writes events to the catalog in batches of ``batch_size``:
+:func:`subscribe_writer` subscribes a :class:`JournaledWriter` to the RunEngine. In the
+RunEngine's callback every document is appended to its run's write-ahead journal
+(``<backup_directory>/<uid>.jsonl``, see :mod:`~ophyd_servomex.catalog.journal`): that
+synchronous append is the durability point. The catalog itself is written by a background
+daemon thread, the *catalog worker*, which takes the journaled documents in the order they
+were emitted and feeds them to one ``bluesky_tiled_plugins.TiledWriter`` (whose own run
+router keeps the runs apart; it writes events in batches of ``batch_size``). A slow append
+to the catalog therefore never holds up the RunEngine:
 
-- the run reaches the catalog: its journal is deleted when the stop document is written;
-- the catalog fails (a dead server, a full disk): the error is logged, the run goes on, and the
-  journal stays as the run's backup;
+- the run reaches the catalog: the run's stop waits (at most ``stop_timeout`` s, logged)
+  for the worker to store its last documents, then its journal is deleted;
+- the catalog fails (a dead server, a full disk): the error is logged, the run goes on, and
+  the journal stays as the run's backup;
+- the catalog is slower than ``stop_timeout``: the stop logs it and returns; the worker
+  finishes the run later and only then deletes the journal (it stays locked until then);
 - the journal's disk fails (full, read-only): the journal moves, with the documents it already
   holds, to the *fallback directory* (another filesystem: the user state directory by
   default) and the run goes on;
 - no journal location can take a document: the callback raises
   :class:`~ophyd_servomex.catalog.errors.CatalogWriteError`, the RunEngine aborts the plan and
   the run's exit status is ``fail`` — never a silent loss;
+- the catalog worker itself dies: the next callback raises
+  :class:`~ophyd_servomex.catalog.errors.CatalogWriteError` (the journals keep every run);
 - the process dies (``kill -9``, power cut): every document emitted before the death is in the
-  journal (written per document, ``fsync`` every ``fsync_interval`` s).
+  journal (written per document, ``fsync`` every ``fsync_interval`` s), whatever the worker
+  had or had not written yet.
 
 :func:`~ophyd_servomex.catalog.recovery.recover` replays what both directories hold.
 """
@@ -23,8 +33,10 @@ writes events to the catalog in batches of ``batch_size``:
 from __future__ import annotations
 
 import os
+import queue
 import tempfile
-import warnings
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,34 +52,51 @@ if TYPE_CHECKING:
 
     from .scan_ids import ScanIdSource
 
-__all__ = ["DEFAULT_BATCH_SIZE", "CatalogSubscription", "JournaledWriter", "subscribe_writer"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_STOP_TIMEOUT",
+    "CatalogSubscription",
+    "JournaledWriter",
+    "subscribe_writer",
+]
 
 DEFAULT_BATCH_SIZE = 100
-"""Events per table append. 100 costs the RunEngine next to nothing (an append is one SQL
-write) while readers of a live run see it grow every 100 events; 1 shows every event at once
-but caps a run near 25 events/s. The journal, not the batch, bounds what a crash can lose."""
+"""Events per table append. 100 costs the RunEngine nothing (the appends run on the catalog
+worker) while readers of a live run see it grow every 100 events; 1 shows every event at once
+but caps the catalog near 25 events/s. The journal, not the batch, bounds what a crash can
+lose."""
+
+DEFAULT_STOP_TIMEOUT = 60.0
+"""Seconds a run's stop waits for the catalog worker to store the run before it gives up
+waiting (the worker goes on; the journal stays until the run is stored)."""
+
+BACKLOG_WARNING = 50_000
+"""Documents waiting for the catalog worker above which a warning is logged (they are all in
+the journal already; the backlog only costs memory)."""
+
+_SLOW_STOP_LOG = 2.0  # seconds of waiting at a stop before it is logged
+_IDLE_EXIT = 5.0  # seconds without documents after which the catalog worker thread ends
 
 logger = redacting_logger(__name__)
 
 
 class _RunCallback:
     """One run's path: journal first (moving to the next location when one fails), then the
-    catalog, until the catalog fails."""
+    catalog worker's queue."""
 
-    def __init__(
-        self,
-        owner: JournaledWriter,
-        uid: str,
-        writer: Callable[[str, dict[str, Any]], None],
-    ) -> None:
+    def __init__(self, owner: JournaledWriter, uid: str) -> None:
         self._owner = owner
-        self._uid = uid
-        self._writer = writer
-        self._failed = False
+        self.uid = uid
+        self.failed = False  # the catalog refused a document: the rest is not sent
         self._lost = False
         self._journal: RunJournal | None = None
         self._place = 0  # index into owner.journal_directories
         self._left_behind: list[RunJournal] = []  # partial copies that could not be removed
+        # the worker sets `stored` once it has handled the stop; `handed_off` says the stop
+        # stopped waiting, so the worker closes the journal itself
+        self._finish_guard = threading.Lock()
+        self.stored = threading.Event()
+        self._handed_off = False
 
     @property
     def journal_path(self) -> Path | None:
@@ -76,11 +105,11 @@ class _RunCallback:
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
         if self._lost:
-            self._to_catalog(name, doc)
+            self._owner._enqueue(self, name, doc)  # best effort: the catalog may still take it
             if name == "stop":
                 logger.error(
                     "run %s ended (%s) with documents that no journal location could keep",
-                    self._uid,
+                    self.uid,
                     doc.get("exit_status"),
                 )
             return
@@ -88,12 +117,12 @@ class _RunCallback:
             self._to_journal(name, doc)
         except CatalogWriteError:
             self._lost = True
-            self._owner.lost_runs.append(self._uid)
-            self._to_catalog(name, doc)  # best effort: it may still hold the run
+            self._owner.lost_runs.append(self.uid)
+            self._owner._enqueue(self, name, doc)
             raise
-        self._to_catalog(name, doc)
+        self._owner._enqueue(self, name, doc)
         if name == "stop":
-            self._finish()
+            self._await_catalog()
 
     # --- the journal ---------------------------------------------------------------------
 
@@ -112,7 +141,7 @@ class _RunCallback:
         directories = self._owner.journal_directories
         problems: list[str] = []
         while self._place < len(directories):
-            path = directories[self._place] / f"{self._uid}.jsonl"
+            path = directories[self._place] / f"{self.uid}.jsonl"
             journal: RunJournal | None = None
             try:
                 journal = RunJournal(path, fsync_interval=self._owner.fsync_interval)
@@ -122,7 +151,7 @@ class _RunCallback:
                     journal.sync()
             except OSError as error:
                 problems.append(f"{path.parent}: {error}")
-                logger.error("run %s: the journal location %s failed: %s", self._uid, path, error)
+                logger.error("run %s: the journal location %s failed: %s", self.uid, path, error)
                 if journal is not None:
                     journal.abandon(remove=True)
                 self._place += 1
@@ -130,11 +159,11 @@ class _RunCallback:
             self._journal = journal
             if self._place > 0:
                 logger.warning(
-                    "run %s: journaling to the fallback location %s", self._uid, journal.path
+                    "run %s: journaling to the fallback location %s", self.uid, journal.path
                 )
             return
         raise CatalogWriteError(
-            f"run {self._uid}: no journal location can store its documents, so the run is "
+            f"run {self.uid}: no journal location can store its documents, so the run is "
             f"stopped rather than losing them ({'; '.join(problems)})",
             location=self._owner.location_text,
         )
@@ -146,7 +175,7 @@ class _RunCallback:
         assert failed is not None
         logger.error(
             "run %s: the journal %s failed (%s); moving it to the next location",
-            self._uid,
+            self.uid,
             failed.path,
             error,
         )
@@ -154,7 +183,7 @@ class _RunCallback:
             carried = failed.documents()
         except OSError as read_error:
             raise CatalogWriteError(
-                f"run {self._uid}: the journal {failed.path} failed ({error}) and cannot be "
+                f"run {self.uid}: the journal {failed.path} failed ({error}) and cannot be "
                 f"read back ({read_error})",
                 location=self._owner.location_text,
             ) from error
@@ -171,38 +200,66 @@ class _RunCallback:
         if failed.path.exists():
             self._left_behind.append(failed)
 
-    # --- the catalog ---------------------------------------------------------------------
+    # --- the end of the run --------------------------------------------------------------
 
-    def _to_catalog(self, name: str, doc: dict[str, Any]) -> None:
-        if self._failed:
-            return
-        try:
-            if name == "start":
-                with warnings.catch_warnings():
-                    # event-model blames a failing start on an outdated factory: misleading
-                    warnings.filterwarnings("ignore", message=r".*passed it a 'start'")
-                    self._writer(name, doc)
-            else:
-                self._writer(name, doc)
-        except Exception as error:
-            self._failed = True
-            self._owner.failed_runs.append(self._uid)
-            where = self.journal_path or "nowhere (no journal location could take it)"
+    def _await_catalog(self) -> None:
+        """At the stop (RunEngine side): wait, bounded, for the worker to store the run, then
+        close the journal (deleted when the catalog has the whole run)."""
+        timeout = self._owner.stop_timeout
+        deadline = time.monotonic() + timeout
+        logged = False
+        while not self.stored.wait(min(0.05, timeout)):
+            now = time.monotonic()
+            if self._owner._worker.dead:  # it died: the journal is the only copy
+                if not self.failed:
+                    self.failed = True
+                    self._owner.failed_runs.append(self.uid)
+                break
+            if now >= deadline:
+                break
+            if not logged and now >= deadline - timeout + _SLOW_STOP_LOG:
+                logged = True
+                logger.info(
+                    "run %s: waiting up to %g s for the catalog to store its last %d queued "
+                    "documents",
+                    self.uid,
+                    timeout,
+                    self._owner.backlog,
+                )
+        with self._finish_guard:
+            hand_off = self._handed_off = not self.stored.is_set() and not self.failed
+        if hand_off:
             logger.error(
-                "run %s: writing a %r document to the catalog failed (%s: %s); the run goes on "
-                "and its documents are kept in %s (replay them with recover())",
-                self._uid,
-                name,
-                type(error).__name__,
-                error,
-                where,
+                "run %s: the catalog has not stored the run within %g s; the run ends now and "
+                "the catalog worker finishes it in the background (its journal %s stays until "
+                "then, and recover() replays it if this process stops first)",
+                self.uid,
+                timeout,
+                self.journal_path,
             )
+            return
+        self.finish()
 
-    def _finish(self) -> None:
+    def stored_by_worker(self) -> None:
+        """Worker side, once the stop has been handled: wake the stop, or finish the run
+        when the stop has stopped waiting."""
+        with self._finish_guard:
+            self.stored.set()
+            handed_off = self._handed_off
+        if handed_off:
+            try:
+                self.finish()
+            except Exception:
+                logger.exception("run %s: closing its journal failed", self.uid)
+            else:
+                logger.info("run %s: stored in the catalog after its stop", self.uid)
+
+    def finish(self) -> None:
+        """Close the journal: deleted when the catalog has the run, kept (synced) when not."""
         journal = self._journal
         if journal is None:
             return
-        if self._failed:
+        if self.failed:
             try:
                 journal.close(remove=False)
             except OSError as error:  # the final fsync failed: move it once more
@@ -211,24 +268,139 @@ class _RunCallback:
                 assert self._journal is not None
                 self._journal.close(remove=False)
             return
-        self._owner.written_runs.append(self._uid)
+        self._owner.written_runs.append(self.uid)
         journal.close(remove=True)
         for left in self._left_behind:
             left.path.unlink(missing_ok=True)
 
 
-class JournaledWriter:
-    """A RunEngine callback: journal every document, then write it with ``TiledWriter``.
+_Item = tuple[_RunCallback, str, dict[str, Any]] | threading.Event | None
 
-    ``writer_factory(client, batch_size=...)`` makes each run's catalog writer (by default
-    ``bluesky_tiled_plugins.TiledWriter``; pass e.g. ``functools.partial(TiledWriter,
+
+class _CatalogWorker:
+    """The daemon thread that hands journaled documents, in order, to the catalog writer.
+
+    ``None`` on the queue stops it; a ``threading.Event`` is set once everything queued
+    before it has been handled (a flush).
+    """
+
+    def __init__(self, owner: JournaledWriter) -> None:
+        self._owner = owner
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_guard = threading.Lock()
+        self.error: BaseException | None = None
+        """What killed the worker (never a catalog error: those fail only their run)."""
+        self._warned_backlog = False
+
+    @property
+    def backlog(self) -> int:
+        """Documents queued and not yet handled (approximately)."""
+        return self._queue.qsize()
+
+    @property
+    def alive(self) -> bool:
+        """True while the thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def dead(self) -> bool:
+        """True when the thread died of an error (and has not been started again)."""
+        return self.error is not None and not self.alive
+
+    def put(self, item: _Item) -> None:
+        """Queue ``item``; the thread starts when there is work (it ends after
+        ``_IDLE_EXIT`` s without any, so a writer nobody closes leaves no thread behind)."""
+        with self._start_guard:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="ophyd-servomex-catalog-writer", daemon=True
+                )
+                self._thread.start()
+            self._queue.put(item)
+        size = self._queue.qsize()
+        if size > BACKLOG_WARNING and not self._warned_backlog:
+            self._warned_backlog = True
+            logger.warning(
+                "the catalog is %d documents behind the RunEngine (they are journaled; "
+                "they wait in memory for the catalog)",
+                size,
+            )
+        elif size < BACKLOG_WARNING // 2:
+            self._warned_backlog = False
+
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until everything queued so far is handled; False on timeout or a dead worker."""
+        if not self.alive and self._queue.empty():
+            return True
+        done = threading.Event()
+        self.put(done)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done.wait(0.05):
+            if self.dead:
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
+
+    def stop(self, timeout: float | None) -> bool:
+        """Flush, then end the thread; False when it did not end within ``timeout``."""
+        flushed = self.flush(timeout)
+        with self._start_guard:
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                return flushed
+            self._queue.put(None)
+        thread.join(timeout if flushed else 0.1)
+        return flushed and not thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=_IDLE_EXIT)
+                except queue.Empty:
+                    with self._start_guard:  # put() cannot queue while the thread exits
+                        if self._queue.empty():
+                            self._thread = None
+                            return
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, threading.Event):
+                    item.set()
+                    continue
+                run, name, doc = item
+                self._owner._write(run, name, doc)
+        except BaseException as error:
+            with self._start_guard:
+                self.error = error
+                self._thread = None
+            logger.critical(
+                "the catalog worker died (%s: %s): no further document reaches the catalog; "
+                "the journals keep every run (recover() replays them)",
+                type(error).__name__,
+                error,
+                exc_info=True,
+            )
+
+
+class JournaledWriter:
+    """A RunEngine callback: journal every document, then write it to the catalog from a
+    background thread, in order.
+
+    ``writer_factory(client, batch_size=...)`` makes the one catalog writer, fed every run's
+    documents in order on the worker thread (by default ``bluesky_tiled_plugins.TiledWriter``,
+    which routes them to its per-run writers; pass e.g. ``functools.partial(TiledWriter,
     normalizer=None)`` to skip its per-event validation). Journals go to ``backup_directory``
-    and, when that cannot take a document, to ``fallback_directory``.
+    and, when that cannot take a document, to ``fallback_directory``. A run's stop waits at
+    most ``stop_timeout`` s for the catalog to store the run.
 
     ``failed_runs`` lists the uids whose documents stayed in a journal (the catalog failed);
     ``written_runs`` those that reached the catalog completely; ``lost_runs`` those stopped
     because no journal location could take a document (a :class:`CatalogWriteError` was
-    raised into the RunEngine).
+    raised into the RunEngine). Call :meth:`close` (or the subscription's ``unsubscribe``)
+    to flush the catalog and end the worker thread.
     """
 
     def __init__(
@@ -241,6 +413,7 @@ class JournaledWriter:
         fsync_interval: float | None = 1.0,
         writer_factory: Callable[..., Callable[[str, dict[str, Any]], None]] | None = None,
         scan_ids: ScanIdSource | None = None,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
     ) -> None:
         if writer_factory is None:
             from bluesky_tiled_plugins import TiledWriter
@@ -256,34 +429,48 @@ class JournaledWriter:
             self.journal_directories.append(self.fallback_directory)
         self.batch_size = batch_size
         self.fsync_interval = fsync_interval
+        self.stop_timeout = stop_timeout
         self.failed_runs: list[str] = []
         self.written_runs: list[str] = []
         self.lost_runs: list[str] = []
         self.scan_ids = scan_ids
-        self._writer_factory = writer_factory
         try:
             self.location_text: str | None = str(catalog_location(catalog))
         except Exception:
             self.location_text = None
-        # fetched once, so the per-run TiledWriter does not ask the server again
+        # fetched once, so the writer does not ask the server again
         self._client = catalog.include_data_sources()
+        self._catalog_writer = writer_factory(self._client, batch_size=batch_size)
         self._runs: dict[str, _RunCallback] = {}
-        self._run_of: dict[str, str] = {}  # descriptor / resource uid -> run uid
+        self._run_of: dict[str, str] = {}  # descriptor / resource uid -> run uid (journals)
+        self._worker = _CatalogWorker(self)
+        self._scan_lock_guard = threading.Lock()
+        self._scan_lock_run: str | None = None  # the run whose start holds the scan-id lock
+        self._reported_death: BaseException | None = None
+
+    @property
+    def backlog(self) -> int:
+        """Documents journaled but not yet handed to the catalog."""
+        return self._worker.backlog
 
     def __call__(self, name: str, doc: dict[str, Any]) -> None:
-        """Route a document to its run (documents pass through unchanged, events stay events).
+        """Journal a document and queue it for the catalog (documents pass unchanged).
 
-        Raises :class:`CatalogWriteError` when no journal location can store the document: the
-        RunEngine then aborts the plan (its exit status becomes ``fail``).
+        Raises :class:`CatalogWriteError` when no journal location can store the document,
+        or once when the catalog worker has died: the RunEngine then aborts the plan (its
+        exit status becomes ``fail``).
         """
+        self._check_worker()
         if name == "start":
             uid = str(doc["uid"])
+            run = self._runs[uid] = _RunCallback(self, uid)
+            with self._scan_lock_guard:
+                self._scan_lock_run = uid  # released by the worker once the start is stored
             try:
-                self._runs[uid] = _RunCallback(self, uid, self._start_writer())
-                self._runs[uid](name, doc)
-            finally:
-                if self.scan_ids is not None:
-                    self.scan_ids.release()  # the start is stored: others may pick scan ids
+                run(name, doc)
+            except BaseException:
+                self._release_scan_ids(uid)  # never stored: others may pick scan ids
+                raise
             return
         found = self._run_for(name, doc)
         if found is None:
@@ -301,7 +488,7 @@ class JournaledWriter:
                 self._run_of = {k: v for k, v in self._run_of.items() if v != uid}
 
     def _run_for(self, name: str, doc: dict[str, Any]) -> str | None:
-        """The open run a (non-start) document belongs to."""
+        """The open run whose journal takes a (non-start) document."""
         for field_name in ("run_start", "descriptor", "resource", "stream_resource"):
             ref = doc.get(field_name)
             if isinstance(ref, str):
@@ -318,8 +505,84 @@ class JournaledWriter:
             return run.journal_path
         return self.backup_directory / f"{uid}.jsonl"
 
-    def _start_writer(self) -> Callable[[str, dict[str, Any]], None]:
-        return self._writer_factory(self._client, batch_size=self.batch_size)
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the catalog writer has been handed every document received so far
+        (a batch still open inside it is written at its run's stop); False on timeout."""
+        return self._worker.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush and end the worker thread (it starts again if documents come); returns
+        False, with an error logged, when it did not finish within ``timeout`` s."""
+        if timeout is None:
+            timeout = self.stop_timeout
+        done = self._worker.stop(timeout)
+        if not done:
+            logger.error(
+                "the catalog worker did not finish within %g s (%d documents queued); the "
+                "journals keep what it has not written (recover() replays them)",
+                timeout,
+                self._worker.backlog,
+            )
+        return done
+
+    # --- the RunEngine side --------------------------------------------------------------
+
+    def _enqueue(self, run: _RunCallback, name: str, doc: dict[str, Any]) -> None:
+        self._worker.put((run, name, doc))
+
+    def _check_worker(self) -> None:
+        error = self._worker.error
+        if error is None or error is self._reported_death:
+            return
+        self._reported_death = error
+        for run in self._runs.values():  # keep every open run's journal
+            if not run.failed:
+                run.failed = True
+                self.failed_runs.append(run.uid)
+        raise CatalogWriteError(
+            f"the catalog writer thread died ({type(error).__name__}: {error}); no document "
+            "reaches the catalog any more and the journals are the only copy of the runs "
+            "since (recover() replays them)",
+            location=self.location_text,
+        ) from error
+
+    def _release_scan_ids(self, uid: str) -> None:
+        with self._scan_lock_guard:
+            if self._scan_lock_run != uid:
+                return
+            self._scan_lock_run = None
+        if self.scan_ids is not None:
+            self.scan_ids.release()
+
+    # --- the worker side -----------------------------------------------------------------
+
+    def _write(self, run: _RunCallback, name: str, doc: dict[str, Any]) -> None:
+        """Hand one document to the catalog writer (on the worker thread)."""
+        try:
+            if not run.failed:
+                try:
+                    self._catalog_writer(name, doc)
+                except Exception as error:
+                    self._catalog_failed(run, name, error)
+        finally:
+            if name == "start":
+                self._release_scan_ids(run.uid)
+            elif name == "stop":
+                run.stored_by_worker()
+
+    def _catalog_failed(self, run: _RunCallback, name: str, error: Exception) -> None:
+        run.failed = True
+        self.failed_runs.append(run.uid)
+        where = run.journal_path or "nowhere (no journal location could take it)"
+        logger.error(
+            "run %s: writing a %r document to the catalog failed (%s: %s); the run goes on "
+            "and its documents are kept in %s (replay them with recover())",
+            run.uid,
+            name,
+            type(error).__name__,
+            error,
+            where,
+        )
 
 
 @dataclass
@@ -346,9 +609,17 @@ class CatalogSubscription:
         """Where journals go when the backup directory cannot take a document."""
         return self.writer.fallback_directory
 
-    def unsubscribe(self) -> None:
-        """Stop writing this RunEngine's documents (and restore its scan id source)."""
+    def unsubscribe(self, timeout: float | None = None) -> bool:
+        """Stop writing this RunEngine's documents: wait (at most ``timeout`` s, by default
+        the writer's ``stop_timeout``) for the catalog worker to write what it holds, end it,
+        and restore the RunEngine's scan id source. False when the worker did not finish in
+        time (logged; the journals keep what it had not written)."""
         self.run_engine.unsubscribe(self.token)
+        done = self.writer.close(timeout)
+        self._restore_scan_ids()
+        return done
+
+    def _restore_scan_ids(self) -> None:
         source = self.writer.scan_ids
         if source is None:
             return
@@ -422,6 +693,7 @@ def subscribe_writer(
     seed_scan_id: bool = True,
     recover_pending: bool = True,
     writer_factory: Callable[..., Callable[[str, dict[str, Any]], None]] | None = None,
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT,
 ) -> CatalogSubscription:
     """Subscribe a journaled ``TiledWriter`` for ``catalog`` to the RunEngine ``RE``.
 
@@ -437,7 +709,8 @@ def subscribe_writer(
     :class:`~ophyd_servomex.catalog.scan_ids.ScanIdSource`: scan ids stay unique across
     processes writing one embedded catalog. With ``recover_pending`` runs left in the journal
     directories by an earlier crash or outage are replayed first (a failure there is logged,
-    not raised). ``writer_factory`` is passed to :class:`JournaledWriter`. Returns a
+    not raised). ``writer_factory`` and ``stop_timeout`` (how long a run's stop waits for the
+    catalog) are passed to :class:`JournaledWriter`. Returns a
     :class:`CatalogSubscription`; call its ``unsubscribe()`` to stop.
     """
     from .recovery import recover
@@ -475,6 +748,7 @@ def subscribe_writer(
         fsync_interval=fsync_interval,
         writer_factory=writer_factory,
         scan_ids=source,
+        stop_timeout=stop_timeout,
     )
     token = RE.subscribe(writer)
     return CatalogSubscription(RE, token, writer, scan_id, recovered, previous)

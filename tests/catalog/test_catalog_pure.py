@@ -302,7 +302,7 @@ class _Recorder:
         return lambda name, doc: received.append((name, doc))
 
 
-def test_interleaved_runs_get_their_own_journal_and_writer(tmp_path: Path) -> None:
+def test_interleaved_runs_get_their_own_journal_and_one_ordered_writer(tmp_path: Path) -> None:
     from ophyd_servomex.catalog import JournaledWriter
 
     recorder = _Recorder()
@@ -324,7 +324,10 @@ def test_interleaved_runs_get_their_own_journal_and_writer(tmp_path: Path) -> No
     order = [a[0], b[0], a[1], b[1], b[2], a[2], b[3], b[4], a[3], b[5]]
     for name, doc in order:
         writer(name, doc)
-    assert recorder.runs == [a, b]  # events stay events: nothing is repacked
+    assert writer.flush(timeout=30)
+    # one catalog writer (it routes the runs itself) gets every document in emission order;
+    # events stay events: nothing is repacked
+    assert recorder.runs == [order]
     assert writer.written_runs == ["run-a"]
     assert not (tmp_path / "run-a.jsonl").exists()  # written: its journal is gone
     assert read_journal(tmp_path / "run-b.jsonl") == b  # still open, locked, complete so far
@@ -332,6 +335,7 @@ def test_interleaved_runs_get_their_own_journal_and_writer(tmp_path: Path) -> No
     writer("stop", {"uid": "sb", "run_start": "run-b", "exit_status": "abort"})
     assert writer.written_runs == ["run-a", "run-b"]
     assert list(tmp_path.glob("*.jsonl")) == []
+    assert writer.close(timeout=30)
 
 
 def test_a_document_of_no_open_run_is_dropped(
@@ -342,5 +346,6 @@ def test_a_document_of_no_open_run_is_dropped(
     recorder = _Recorder()
     writer = JournaledWriter(_StubCatalog(), tmp_path, writer_factory=recorder)
     writer("event", {"descriptor": "nowhere", "seq_num": 1})
-    assert recorder.runs == []
+    assert writer.flush(timeout=30)
+    assert recorder.runs == [[]]  # the one writer exists and got nothing
     assert "belongs to no open run" in caplog.text
