@@ -371,6 +371,7 @@ class _Producer:
         self.sleep = sleep
         self._task_group: anyio.abc.TaskGroup | None = None
         self._held: anyio.Event | None = None
+        self._closed: anyio.Event | None = None
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the ticks; sources the factory opens live in holder tasks of this task."""
@@ -400,8 +401,13 @@ class _Producer:
         """Open a source with the factory, in a holder task that also closes it."""
         assert self.factory is not None
         assert self._task_group is not None
-        source, release = await self._task_group.start(_hold_source, self.factory)
-        self.source, self._held = source, release
+        closed, self._closed = self._closed, None
+        if closed is not None:
+            # the source released before must have let go of the port (its exclusive hold)
+            # before the port is opened again, or the reopening finds it busy
+            await closed.wait()
+        source, release, done = await self._task_group.start(_hold_source, self.factory)
+        self.source, self._held, self._closed = source, release, done
         if not self.names:
             self.known_names = source_names(source) or self.known_names
 
@@ -511,7 +517,9 @@ class _Producer:
 async def _hold_source(
     factory: SourceFactory,
     *,
-    task_status: TaskStatus[tuple[PollSource, anyio.Event]] = anyio.TASK_STATUS_IGNORED,
+    task_status: TaskStatus[tuple[PollSource, anyio.Event, anyio.Event]] = (
+        anyio.TASK_STATUS_IGNORED
+    ),
 ) -> None:
     """Open a source with ``factory`` and keep it open until released (one task).
 
@@ -520,6 +528,7 @@ async def _hold_source(
     (an :class:`Analyzer` fresh from ``open_device``) and left again on release.
     """
     release = anyio.Event()
+    closed = anyio.Event()  # set once the source is left (its port closed)
     started = False
     try:
         made: Any = factory()
@@ -528,16 +537,18 @@ async def _hold_source(
         if _needs_entering(made):
             async with made as source:
                 started = True
-                task_status.started((source, release))
+                task_status.started((source, release, closed))
                 await release.wait()
         else:
             started = True
-            task_status.started((made, release))
+            task_status.started((made, release, closed))
             await release.wait()
     except Exception:
         if not started:
             raise  # opening failed: the caller of start() sees it
         _LOGGER.debug("closing a released source failed", exc_info=True)
+    finally:
+        closed.set()
 
 
 def _needs_entering(made: object) -> bool:
