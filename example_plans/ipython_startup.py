@@ -276,8 +276,8 @@ class ChannelPlots(QtAwareCallback):
 
     @property
     def labels(self) -> list[str]:
-        """The y labels of the axes shown, top to bottom (for checks and tests)."""
-        return [c["line"].axes.get_ylabel() for c in self._shown]
+        """The y labels of the figure's axes, top to bottom (the last run plotted)."""
+        return [] if self.figure is None else [ax.get_ylabel() for ax in self.figure.axes]
 
 
 __all__ = [  # what the session gets
