@@ -3,7 +3,8 @@
 :class:`ServomexAnalyser` is the device to use; :class:`ServomexBus` shares one RS485
 line between several analysers. The rest is the machinery behind them: the connector
 that owns the driver session, the frame hub every signal reads, the backends, the
-calibration ``Movable`` and the mock behaviour.
+calibration ``Movable`` and the mock behaviour. :mod:`.status` documents each channel's
+``status`` field and filters a run's rows by one of its flags.
 """
 
 from .analyser import ChannelSpec, ServomexAnalyser
@@ -22,13 +23,26 @@ from .mock import (
     ServomexAnalyserMock,
 )
 from .session import AnalyserSession, SessionFactory, device_session_factory
+from .signals import CalibrationPhase
+from .status import (
+    STATUS_FLAGS,
+    STATUS_OK,
+    has_flag,
+    rows_with_flag,
+    status_flags,
+    status_mask,
+    status_text,
+)
 
 __all__ = [
     "BENCH_CHANNELS",
     "BENCH_IDLE_VALUES",
     "CALIBRATION_STEPS",
     "DEFAULT_MOCK_CHANNELS",
+    "STATUS_FLAGS",
+    "STATUS_OK",
     "AnalyserSession",
+    "CalibrationPhase",
     "CalibrationTracker",
     "ChannelSpec",
     "FrameHub",
@@ -49,5 +63,10 @@ __all__ = [
     "SettingBackend",
     "StateBackend",
     "device_session_factory",
+    "has_flag",
+    "rows_with_flag",
     "select_channels",
+    "status_flags",
+    "status_mask",
+    "status_text",
 ]

@@ -30,7 +30,7 @@ from .link import ALARM_INVALID, LinkState, ReconnectPolicy
 from .mock import BENCH_CHANNELS, ServomexAnalyserMock
 from .monitor import DeviceMonitor
 from .session import SessionFactory, device_session_factory, parse_protocol
-from .signals import FrameSignalR, frame_signal
+from .signals import CalibrationPhase, FrameSignalR, frame_signal
 
 if TYPE_CHECKING:
     from .bus import ServomexBus
@@ -107,13 +107,16 @@ class ServomexAnalyser(StandardReadable):
     confirm=True)`` (or ``bps.abs_set(analyser.calibration, group, confirm=True)``)
     runs an autocalibration with progress.
 
-    Read fields per channel ``<name>-<id>-…``: ``value`` (hinted), ``fault``,
-    ``maintenance``, ``calibrating``, ``warming_up``, ``alarm1``…``alarm4``, ``ok``;
-    configuration ``display_name`` and ``unit``. Analyser fields: ``fault``,
-    ``maintenance``, ``cal_group1``…``cal_group4`` (phase), ``clock``, ``dropped_frames``;
-    configuration ``protocol`` and ``address`` (0 in continuous mode, which has none).
-    Not read, but readable and subscribable: ``link_state`` (:class:`LinkState`) and
-    ``poll_rate_hz``.
+    Read fields, all from one frame with its timestamp: per channel ``<name>-<id>-value``
+    (hinted, with units, precision and alarm severity; an unlabelled E1/E2 is not hinted)
+    and ``<name>-<id>-status`` (every flag in one string, ``"ok"`` or e.g. ``"fault A1"``;
+    see :class:`ServomexChannel`); for the analyser ``fault``, ``maintenance``,
+    ``cal_group1``…``cal_group4`` (a :class:`CalibrationPhase`, whose ``choices`` the
+    data key lists), ``clock`` and ``dropped_frames``. The bench unit's five channels make
+    18 fields. Configuration: ``protocol``, ``address`` (0 in continuous mode, which has
+    none) and each channel's ``display_name`` and ``unit``. Not read, but readable and
+    subscribable: each channel's single flags (``analyser.i1.fault`` …),
+    ``link_state`` (:class:`LinkState`) and ``poll_rate_hz``.
     """
 
     _connector: ServomexConnector
@@ -263,13 +266,13 @@ class ServomexAnalyser(StandardReadable):
         )
         super().__init__(name=name, connector=connector)
 
-    def _group_signal(self, group: int, ctx: ErrorContext) -> FrameSignalR[str]:
+    def _group_signal(self, group: int, ctx: ErrorContext) -> FrameSignalR[CalibrationPhase]:
         return frame_signal(
-            str,
+            CalibrationPhase,
             self._hub,
-            lambda s: s.frame.analyser.cal_groups[group - 1].phase.value,
+            lambda s: CalibrationPhase(s.frame.analyser.cal_groups[group - 1].phase.value),
             source=f"{self._source}#cal_group{group}",
-            default="idle",
+            default=CalibrationPhase.IDLE,
             context=ctx,
         )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from typing import Any
 
 from bluesky.protocols import Reading
@@ -89,6 +90,8 @@ class FrameSignalBackend(SignalBackend[SignalDatatypeT]):
             self.metadata["units"] = units
         if precision is not None:
             self.metadata["precision"] = precision
+        if isinstance(datatype, type) and issubclass(datatype, Enum):
+            self.metadata["choices"] = [str(member.value) for member in datatype]
 
     def source(self, name: str, read: bool) -> str:
         """The signal's source string (``servomex://port?address=…#field``)."""

@@ -8,7 +8,7 @@ from bluesky.protocols import Reading as BlueskyReading
 from ophyd_async.core import StandardReadable, StandardReadableFormat
 
 from ..codec.errors import ErrorContext
-from ..codec.models import ChannelId, ChannelInfo
+from ..codec.models import ChannelId, ChannelInfo, ChannelKind
 from .hub import FrameHub, FrameSnapshot
 from .signals import (
     UNIT_PRECISION,
@@ -19,18 +19,30 @@ from .signals import (
     units_of,
     value_of,
 )
+from .status import STATUS_OK, status_text
 
-__all__ = ["ServomexChannel"]
+__all__ = ["ServomexChannel", "is_hinted"]
 
 
 class ServomexChannel(StandardReadable):
     """The signals of one channel, all read from the analyser's frame hub.
 
-    ``value`` (float, hinted, NaN when the analyser sent no number) carries the units and
-    display precision in ``describe()`` and a severity (2 on fault, 1 on an alarm).
+    ``read()`` reports two fields, ``<name>-<id>-value`` and ``<name>-<id>-status``:
+
+    - ``value`` (float, NaN when the analyser sent no number) carries the units and
+      display precision in ``describe()`` and a severity (2 on fault, 1 on an alarm). It
+      is hinted, except on an unlabelled external channel (E1/E2 with no name: an unused
+      mA input), which is still read but not plotted or tabulated by default.
+    - ``status`` (str) keeps every flag of the channel in one field: the active flags in
+      the order ``fault maint cal warm-up A1 A2 A3 A4``, space-separated, or ``ok`` when
+      none is on (see :mod:`ophyd_servomex.devices.status`; ``"fault A1"`` is a faulty
+      channel with alarm 1). It is the text the IOC serves at ``P:C:Status``.
+
+    The individual flags stay available as child signals that ``read()`` does not
+    report: ``fault``, ``maintenance``, ``calibrating``, ``warming_up``, ``alarm1`` …
+    ``alarm4`` and ``ok`` (no fault and no alarm); read, subscribe or ``bps.rd`` them.
     ``display_name`` and ``unit`` are configuration (``name`` is taken by the device's own
-    name). ``fault``, ``maintenance``, ``calibrating``, ``warming_up``, ``alarm1`` …
-    ``alarm4`` and ``ok`` (no fault and no alarm) are read with the value.
+    name).
 
     Channels are built by the analyser's connector when it learns the channel set; a
     ``read()`` of a channel on its own is pinned to one frame, like the analyser's.
@@ -66,11 +78,16 @@ class ServomexChannel(StandardReadable):
                 bool, hub, extract, source=f"{base}.{label}", default=False, context=ctx
             )
 
-        with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
+        value_format = (
+            StandardReadableFormat.HINTED_UNCACHED_SIGNAL
+            if is_hinted(info)
+            else StandardReadableFormat.UNCACHED_SIGNAL
+        )
+        with self.add_children_as_readables(value_format):
             self.value = frame_signal(
                 float,
                 hub,
-                lambda s: value_of(find_reading(s, cid)),
+                lambda s: value_of(find_reading(s, cid), s.frame.protocol),
                 source=f"{base}.value",
                 default=0.0,
                 units=units_of(info.unit, info.unit_text),
@@ -79,22 +96,31 @@ class ServomexChannel(StandardReadable):
                 context=ctx,
             )
         with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
-            self.fault = flag("fault")
-            self.maintenance = flag("maintenance")
-            self.calibrating = flag("calibrating")
-            self.warming_up = flag("warming_up")
-            self.alarm1 = flag("alarms", 0)
-            self.alarm2 = flag("alarms", 1)
-            self.alarm3 = flag("alarms", 2)
-            self.alarm4 = flag("alarms", 3)
-            self.ok = frame_signal(
-                bool,
+            self.status = frame_signal(
+                str,
                 hub,
-                lambda s: (r := find_reading(s, cid)) is not None and r.status.ok,
-                source=f"{base}.ok",
-                default=True,
+                lambda s: _status_of(s, cid),
+                source=f"{base}.status",
+                default=STATUS_OK,
                 context=ctx,
             )
+        # the single flags: children (readable, subscribable), not fields of read()
+        self.fault = flag("fault")
+        self.maintenance = flag("maintenance")
+        self.calibrating = flag("calibrating")
+        self.warming_up = flag("warming_up")
+        self.alarm1 = flag("alarms", 0)
+        self.alarm2 = flag("alarms", 1)
+        self.alarm3 = flag("alarms", 2)
+        self.alarm4 = flag("alarms", 3)
+        self.ok = frame_signal(
+            bool,
+            hub,
+            lambda s: (r := find_reading(s, cid)) is not None and r.status.ok,
+            source=f"{base}.ok",
+            default=True,
+            context=ctx,
+        )
         fallback_name = info.name or ""
         fallback_unit = units_of(info.unit, info.unit_text)
         with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
@@ -118,9 +144,13 @@ class ServomexChannel(StandardReadable):
 
     @property
     def read_signals(self) -> tuple[FrameSignalR[Any], ...]:
-        """The signals ``read()`` reports, in order: value, the flags, ok."""
+        """The signals ``read()`` reports, in order: ``value``, ``status``."""
+        return (self.value, self.status)
+
+    @property
+    def flag_signals(self) -> tuple[FrameSignalR[bool], ...]:
+        """The single flags, in the status string's order, then ``ok``."""
         return (
-            self.value,
             self.fault,
             self.maintenance,
             self.calibrating,
@@ -141,6 +171,17 @@ class ServomexChannel(StandardReadable):
         """Display name and unit, from one frame."""
         with self._hub.pinned():
             return await super().read_configuration()
+
+
+def is_hinted(info: ChannelInfo) -> bool:
+    """Whether a channel's value is hinted: all but an unlabelled external channel (E1/E2
+    with no name, an unused mA input)."""
+    return bool(info.name) or info.channel.kind is not ChannelKind.EXTERNAL
+
+
+def _status_of(snapshot: FrameSnapshot, channel: ChannelId) -> str:
+    reading = find_reading(snapshot, channel)
+    return STATUS_OK if reading is None else status_text(reading.status)
 
 
 def _name_of(snapshot: FrameSnapshot, channel: ChannelId, fallback: str) -> str:

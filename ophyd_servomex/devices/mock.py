@@ -10,8 +10,10 @@ value with ophyd-async's ``set_mock_value`` and check calls with ``get_mock_exec
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from bluesky.protocols import Reading
 from ophyd_async.core import (
     DeviceMock,
     callback_on_mock_execute,
@@ -20,12 +22,21 @@ from ophyd_async.core import (
     set_mock_value,
 )
 
-from ..codec.models import CalPhase, ChannelId, ChannelInfo, ProtocolKind, Unit
+from ..codec.models import (
+    CalPhase,
+    ChannelId,
+    ChannelInfo,
+    ChannelStatus,
+    ProtocolKind,
+    Unit,
+)
 from .calibration import check_confirm
-from .signals import UNIT_PRECISION, units_of
+from .signals import UNIT_PRECISION, CalibrationPhase, units_of
+from .status import status_text
 
 if TYPE_CHECKING:
     from .analyser import ServomexAnalyser
+    from .channel import ServomexChannel
 
 __all__ = [
     "BENCH_CHANNELS",
@@ -104,7 +115,7 @@ class MockAutocal:
     def _show(self, group: int, phase: CalPhase) -> None:
         device = self._device
         signal = (device.cal_group1, device.cal_group2, device.cal_group3, device.cal_group4)
-        set_mock_value(signal[group - 1], phase.value)
+        set_mock_value(signal[group - 1], CalibrationPhase(phase.value))
         calibrating = phase in (CalPhase.CAL_GAS_1, CalPhase.CAL_GAS_2)
         for cid in device.channel_ids:
             set_mock_value(device.channel(cid).calibrating, calibrating)
@@ -129,7 +140,7 @@ class ServomexAnalyserMock(DeviceMock["ServomexAnalyser"]):
             device.cal_group3,
             device.cal_group4,
         ):
-            set_mock_value(group_signal, CalPhase.IDLE.value)
+            set_mock_value(group_signal, CalibrationPhase.IDLE)
         for cid in device.channel_ids:
             channel = device.channel(cid)
             info = channel.info
@@ -142,7 +153,37 @@ class ServomexAnalyserMock(DeviceMock["ServomexAnalyser"]):
             set_mock_value(channel.display_name, info.name or "")
             set_mock_value(channel.unit, units)
             set_mock_value(channel.ok, True)
+            _derive_status(channel)
         self.autocal = autocal = MockAutocal(device)
         callback_on_mock_execute(device.calibration.start_group, autocal.start)
         callback_on_mock_execute(device.calibration.stop_all, autocal.stop)
         callback_on_mock_execute(device.calibration.group_phase, autocal.phase)
+
+
+def _derive_status(channel: ServomexChannel) -> None:
+    """Keep a mock channel's ``status`` and ``ok`` following its single flags, so a test
+    that sets ``fault`` (``set_mock_value(analyser.i1.fault, True)``) reads ``"fault"``."""
+    flags = channel.flag_signals[:8]
+    state = [False] * len(flags)
+
+    def follow(index: int) -> Callable[[dict[str, Reading[bool]]], None]:
+        def on_value(readings: dict[str, Reading[bool]]) -> None:
+            value = bool(next(iter(readings.values()))["value"])
+            if state[index] == value:
+                return
+            state[index] = value
+            status = ChannelStatus(
+                fault=state[0],
+                maintenance=state[1],
+                calibrating=state[2],
+                warming_up=state[3],
+                alarms=(state[4], state[5], state[6], state[7]),
+            )
+            set_mock_value(channel.status, status_text(status))
+            set_mock_value(channel.ok, status.ok)
+
+        return on_value
+
+    set_mock_value(channel.status, status_text(ChannelStatus()))
+    for index, flag in enumerate(flags):
+        flag.subscribe_reading(follow(index))

@@ -3,8 +3,10 @@
 ``ServomexAnalyser("pva://SMX1:")`` builds one (see :func:`is_remote_port`). The device is
 filled from the IOC's PVI structure with ophyd-async's :func:`fastcs_connector` (no PV list
 is written here), and offers what the direct device offers, under the same names: per
-channel ``<name>-<id>-value`` (hinted, with units, precision and alarm severity), the
-flags and ``ok``; analyser ``fault``, ``maintenance``, ``cal_group1`` … ``cal_group4``,
+channel ``<name>-<id>-value`` (with units, precision and alarm severity; hinted unless the
+channel is an unlabelled E1/E2) and ``<name>-<id>-status`` (the IOC's ``P:C:Status``, the
+same flag string the direct device reports), the single flags staying children that are
+not read; analyser ``fault``, ``maintenance``, ``cal_group1`` … ``cal_group4``,
 ``clock``, ``dropped_frames``; configuration ``protocol``, ``address`` and each channel's
 ``display_name`` and ``unit``; ``calibration`` (a ``Movable`` with progress), ``trigger()``
 (waits for the IOC's next frame) and whole-device monitoring (one event per frame).
@@ -45,7 +47,7 @@ from ..codec.errors import (
     ServomexConfigurationError,
     ServomexTimeoutError,
 )
-from ..codec.models import ChannelId
+from ..codec.models import ChannelId, ChannelKind
 from .calibration import ServomexCalibration
 
 __all__ = ["REMOTE_SCHEMES", "RemoteServomexAnalyser", "is_remote_port", "remote_prefix"]
@@ -53,17 +55,7 @@ __all__ = ["REMOTE_SCHEMES", "RemoteServomexAnalyser", "is_remote_port", "remote
 REMOTE_SCHEMES = ("pva://",)
 """Port strings that name an IOC prefix instead of a serial port."""
 
-_CHANNEL_READS = (
-    "fault",
-    "maintenance",
-    "calibrating",
-    "warming_up",
-    "alarm1",
-    "alarm2",
-    "alarm3",
-    "alarm4",
-    "ok",
-)
+_CHANNEL_READS = ("status",)
 _CHANNEL_CONFIG = ("display_name", "unit")
 
 Format = StandardReadableFormat
@@ -162,12 +154,15 @@ class RemoteServomexAnalyser(StandardReadable):
     ) -> None:
         """Fill the device from the IOC's PVI and register the channels it serves."""
         await super().connect(mock=mock, timeout=timeout, force_reconnect=force_reconnect)
-        if not mock:
-            self._register_channels()
+        if not mock and not self._registered:
+            served = self._served()
+            names = {
+                cid: await child.display_name.get_value()  # type: ignore[attr-defined]
+                for cid, child in served.items()
+            }
+            self._register_channels(served, names)
 
-    def _register_channels(self) -> None:
-        if self._registered:
-            return
+    def _served(self) -> dict[ChannelId, Device]:
         served: dict[ChannelId, Device] = {}
         for name, child in self.children():
             try:
@@ -175,6 +170,11 @@ class RemoteServomexAnalyser(StandardReadable):
             except ValueError:
                 continue
             served[cid] = child
+        return served
+
+    def _register_channels(
+        self, served: dict[ChannelId, Device], names: dict[ChannelId, str]
+    ) -> None:
         wanted = self._wanted if self._wanted is not None else tuple(served)
         missing = [c.value for c in wanted if c not in served]
         if missing:
@@ -186,7 +186,9 @@ class RemoteServomexAnalyser(StandardReadable):
         order = {c: i for i, c in enumerate(ChannelId)}
         for cid in sorted(wanted, key=order.__getitem__):
             child = served[cid]
-            self.add_readables([child.value], Format.HINTED_UNCACHED_SIGNAL)  # type: ignore[attr-defined]
+            hinted = bool(names[cid]) or cid.kind is not ChannelKind.EXTERNAL  # as is_hinted
+            value_format = Format.HINTED_UNCACHED_SIGNAL if hinted else Format.UNCACHED_SIGNAL
+            self.add_readables([child.value], value_format)  # type: ignore[attr-defined]
             self.add_readables([getattr(child, f) for f in _CHANNEL_READS], Format.UNCACHED_SIGNAL)
             self.add_readables([getattr(child, f) for f in _CHANNEL_CONFIG], Format.CONFIG_SIGNAL)
             self._channels[cid] = child

@@ -5,17 +5,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ophyd_async.core import SignalDatatypeT, SignalR
+import numpy
+from ophyd_async.core import SignalDatatypeT, SignalR, StrictEnum
 
 from ..codec.errors import ErrorContext
-from ..codec.models import ChannelId, Reading, Unit
+from ..codec.models import ChannelId, ProtocolKind, Reading, Unit
 from .backends import FrameSignalBackend
 from .hub import FrameHub, FrameSnapshot
 
 __all__ = [
     "UNIT_PRECISION",
+    "CalibrationPhase",
     "FrameSignalR",
     "find_reading",
+    "float32_value",
     "frame_signal",
     "severity_of",
     "units_of",
@@ -29,6 +32,19 @@ UNIT_PRECISION: dict[Unit, int] = {
     Unit.MILLIAMP: 1,
 }
 """Display precision per unit: what the continuous broadcast shows (3 decimals for %)."""
+
+
+class CalibrationPhase(StrictEnum):
+    """A calibration group's phase as the ``cal_group1`` … ``cal_group4`` fields report it
+    (the values of :class:`~ophyd_servomex.codec.models.CalPhase`); being an ophyd-async
+    ``StrictEnum``, ``describe()`` lists them as the data key's ``choices``."""
+
+    IDLE = "idle"
+    SAMPLING = "sampling"
+    CAL_GAS_1 = "cal_gas_1"
+    CAL_GAS_2 = "cal_gas_2"
+    DONE = "done"
+    STOPPED = "stopped"
 
 
 def find_reading(snapshot: FrameSnapshot, channel: ChannelId) -> Reading | None:
@@ -53,11 +69,30 @@ def severity_of(reading: Reading | None) -> int:
     return 1 if any(reading.status.alarms) else 0
 
 
-def value_of(reading: Reading | None) -> float:
-    """The reading's value, NaN when the analyser sent no number or the channel is absent."""
+def value_of(reading: Reading | None, protocol: ProtocolKind | None = None) -> float:
+    """The reading's value, NaN when the analyser sent no number or the channel is absent.
+
+    A Modbus value was a float32 register pair: it is given at float32's own precision,
+    the shortest decimal that reads back as the same float32 (``20.378000259399414``,
+    float32's nearest to 20.378, becomes ``20.378``), not with the digits the widening to
+    a double made up. Continuous values are the analyser's decimal text and pass as they are.
+    """
     if reading is None or reading.value is None:
         return math.nan
+    if protocol in _FLOAT32_PROTOCOLS:
+        return float32_value(reading.value)
     return reading.value
+
+
+_FLOAT32_PROTOCOLS = frozenset({ProtocolKind.MODBUS_RTU, ProtocolKind.MODBUS_ASCII})
+
+
+def float32_value(value: float) -> float:
+    """``value`` rounded to float32's meaningful precision: the shortest decimal that
+    reads back as the same float32 (NaN and infinities pass unchanged)."""
+    if not math.isfinite(value):
+        return value
+    return float(str(numpy.float32(value)))
 
 
 class FrameSignalR(SignalR[SignalDatatypeT]):

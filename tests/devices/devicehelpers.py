@@ -12,6 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import numpy
 from bluesky import RunEngine
 from bluesky.run_engine import TransitionError, call_in_bluesky_event_loop
 from ophyd_async.core import init_devices
@@ -42,8 +43,11 @@ def stop_run_engine(engine: RunEngine) -> None:
 
 
 def f32(x: float) -> float:
-    """``x`` as it travels in two Modbus registers (float32)."""
-    return float(struct.unpack(">f", struct.pack(">f", x))[0])
+    """``x`` as the device reports a value that travelled in two Modbus registers: the
+    float32 on the wire, given as the shortest decimal that reads back as that float32
+    (``f32(20.378) == 20.378``, where the widened double is 20.378000259399414)."""
+    wire = struct.unpack(">f", struct.pack(">f", x))[0]
+    return float(numpy.format_float_positional(numpy.float32(wire), unique=True))
 
 
 def sim_config(mode: ProtocolKind, **changes: Any) -> SimConfig:
@@ -170,3 +174,27 @@ def cable(mode: ProtocolKind, link: str, tmp_path: Path, **changes: Any) -> Iter
         yield made
     finally:
         made.close()
+
+
+def bench_read_keys(name: str) -> list[str]:
+    """The data keys of the bench unit's ``read()`` and ``describe()``, sorted: the
+    analyser's eight fields and each channel's value and status (18 in all)."""
+    channels = [
+        f"{name}-{cid}-{field}"
+        for cid in ("i1", "i2", "i3", "e1", "e2")
+        for field in ("value", "status")
+    ]
+    analyser = [
+        f"{name}-{field}"
+        for field in (
+            "fault",
+            "maintenance",
+            "cal_group1",
+            "cal_group2",
+            "cal_group3",
+            "cal_group4",
+            "clock",
+            "dropped_frames",
+        )
+    ]
+    return sorted(analyser + channels)

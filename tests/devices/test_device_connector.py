@@ -110,9 +110,7 @@ async def test_reconnect_keeps_a_same_channel_set_and_refuses_a_changed_one() ->
     try:
         await analyser.connect(force_reconnect=True)
         assert (session.opened, session.closed) == (2, 1)
-        assert analyser.hints == {
-            "fields": [f"gas-{c}-value" for c in ("i1", "i2", "i3", "e1", "e2")]
-        }
+        assert analyser.hints == {"fields": [f"gas-{c}-value" for c in ("i1", "i2", "i3")]}
         session.channels = (*BENCH, ChannelInfo(ChannelId.D1, "O2 dry", Unit.PERCENT, "%"))
         with pytest.raises(ServomexConfigurationError, match="create a new device"):
             await analyser.connect(force_reconnect=True)

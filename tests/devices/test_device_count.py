@@ -13,6 +13,7 @@ from bluesky.utils import FailedStatus
 from devicehelpers import (
     CHANNELS,
     MODES,
+    bench_read_keys,
     connect,
     disconnect,
     documents,
@@ -22,21 +23,11 @@ from devicehelpers import (
 )
 
 from ophyd_servomex.codec.errors import ServomexConnectionError
-from ophyd_servomex.codec.models import ProtocolKind
+from ophyd_servomex.codec.models import CalPhase, ProtocolKind
 from ophyd_servomex.devices import ServomexAnalyser
 
 UNITS = {"i1": "%", "i2": "%", "i3": "%", "e1": "mA", "e2": "mA"}
 PRECISION = {"%": 3, "mA": 1}
-FLAGS = (
-    "fault",
-    "maintenance",
-    "calibrating",
-    "warming_up",
-    "alarm1",
-    "alarm2",
-    "alarm3",
-    "alarm4",
-)
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
@@ -71,20 +62,23 @@ def test_count_gives_100_coherent_events_matching_the_truth(
         assert key["dtype"] == "number"
         assert key["units"] == unit
         assert key["precision"] == PRECISION[unit]
-        for flag in (*FLAGS, "ok"):
-            assert keys[f"analyser-{cid}-{flag}"]["dtype"] == "boolean"
+        assert keys[f"analyser-{cid}-status"]["dtype"] == "string"
     for field in ("cal_group1", "cal_group2", "cal_group3", "cal_group4", "clock"):
         assert keys[f"analyser-{field}"]["dtype"] == "string"
+    for group in ("cal_group1", "cal_group2", "cal_group3", "cal_group4"):
+        assert keys[f"analyser-{group}"]["choices"] == [p.value for p in CalPhase]
     assert keys["analyser-dropped_frames"]["dtype"] == "integer"
     assert keys["analyser-fault"]["dtype"] == keys["analyser-maintenance"]["dtype"] == "boolean"
-    assert len(keys) == 5 * 10 + 8
+    assert sorted(keys) == bench_read_keys("analyser")  # 18 fields, a status per channel
     config = descriptors[0]["configuration"]["analyser"]["data"]
     assert config["analyser-protocol"] == mode.value
     assert config["analyser-address"] == (0 if mode is ProtocolKind.CONTINUOUS_ASCII else 30)
     co2 = "CO2" if mode is ProtocolKind.CONTINUOUS_ASCII else "CO₂"
     assert [config[f"analyser-{c}-display_name"] for c in UNITS] == ["Oxygen", "CO", co2, "", ""]
     assert [config[f"analyser-{c}-unit"] for c in UNITS] == list(UNITS.values())
-    assert descriptors[0]["hints"]["analyser"]["fields"] == [f"analyser-{c}-value" for c in UNITS]
+    # the unlabelled E1/E2 (unused mA inputs) are read, not hinted
+    hinted = [f"analyser-{c}-value" for c in ("i1", "i2", "i3")]
+    assert descriptors[0]["hints"]["analyser"]["fields"] == hinted
 
     expected = {cid.value.lower(): truth.channel(cid).value or 0.0 for cid in CHANNELS}
     if mode.is_modbus:
@@ -96,8 +90,7 @@ def test_count_gives_100_coherent_events_matching_the_truth(
         stamps.append(next(iter(event["timestamps"].values())))
         for cid, value in expected.items():
             assert event["data"][f"analyser-{cid}-value"] == value
-            assert event["data"][f"analyser-{cid}-ok"] is True
-            assert not any(event["data"][f"analyser-{cid}-{flag}"] for flag in FLAGS)
+            assert event["data"][f"analyser-{cid}-status"] == "ok"
         assert event["data"]["analyser-cal_group1"] == "idle"
         assert event["data"]["analyser-dropped_frames"] == 0
         assert not math.isnan(event["data"]["analyser-i1-value"])

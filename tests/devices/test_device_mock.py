@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
+from devicehelpers import bench_read_keys
 from ophyd_async.core import (
     callback_on_mock_execute,
     get_mock_execute,
@@ -34,7 +35,16 @@ from ophyd_servomex.devices import BENCH_CHANNELS, ServomexAnalyser
 
 pytestmark = pytest.mark.anyio
 
-FLAGS = ("fault", "maintenance", "calibrating", "warming_up", "alarm1", "alarm2", "alarm3")
+FLAGS = (
+    "fault",
+    "maintenance",
+    "calibrating",
+    "warming_up",
+    "alarm1",
+    "alarm2",
+    "alarm3",
+    "alarm4",
+)
 
 
 async def mock_analyser(**options: Any) -> ServomexAnalyser:
@@ -50,11 +60,12 @@ async def test_mock_mode_needs_no_port_and_builds_the_bench_channels() -> None:
         analyser.i1,
         {
             "o2-i1-value": {"value": 20.378, "alarm_severity": 0},
-            **{f"o2-i1-{flag}": {"value": False} for flag in FLAGS},
-            "o2-i1-alarm4": {"value": False},
-            "o2-i1-ok": {"value": True},
+            "o2-i1-status": {"value": "ok"},
         },
     )
+    for flag in FLAGS:  # each flag is still a signal of its own, just not a field
+        await assert_value(getattr(analyser.i1, flag), False)
+    await assert_value(analyser.i1.ok, True)
     await assert_describe_signal(
         analyser.i3.value,
         dtype="number",
@@ -84,9 +95,10 @@ async def test_mock_mode_needs_no_port_and_builds_the_bench_channels() -> None:
         },
     )
     reading = await analyser.read()
-    assert len(reading) == 5 * 10 + 8
-    assert not [key for key in reading if "." in key]
-    assert analyser.hints == {"fields": [f"o2-{c}-value" for c in ("i1", "i2", "i3", "e1", "e2")]}
+    assert sorted(reading) == bench_read_keys("o2")
+    assert sorted(await analyser.describe()) == bench_read_keys("o2")
+    # the unlabelled E1/E2 (unused mA inputs) are read but not hinted
+    assert analyser.hints == {"fields": [f"o2-{c}-value" for c in ("i1", "i2", "i3")]}
 
 
 async def test_a_declared_channel_set_is_built_as_declared() -> None:
@@ -125,11 +137,11 @@ async def test_mock_values_reach_reads_and_device_monitors() -> None:
     analyser.subscribe(got.append)
     assert len(got) == 1  # the current values at once
     set_mock_value(analyser.i1.value, 20.9)
-    set_mock_value(analyser.i1.alarm2, True)
+    set_mock_value(analyser.i1.alarm2, True)  # the status field follows the flag
     set_mock_value(analyser.fault, True)
     assert len(got) == 4
     assert got[-1]["o2-i1-value"]["value"] == 20.9
-    assert got[-1]["o2-i1-alarm2"]["value"] is True
+    assert got[-1]["o2-i1-status"]["value"] == "A2"
     assert got[-1]["o2-fault"]["value"] is True
     assert set(got[-1]) == set(await analyser.describe())
     analyser.clear_sub(got.append)

@@ -28,7 +28,7 @@ JOBS: dict[str, tuple[str, list[str], list[str]]] = {
         [
             r"simulated SERVOPRO 4100 \(modbus-rtu, address 30\) on /dev/pts/\d+",
             r"scan 1 \([0-9a-f]{8}\): 4 events in the catalog",
-            r"mean +0\.0 +0\.0 +20\.3\d+ +0\.08\d+ +0\.2\d+",
+            r"mean +20\.3\d+ +0\.08\d+ +0\.2\d+ +0\.0 +0\.0",
         ],
     ),
     "monitor_broadcast": (

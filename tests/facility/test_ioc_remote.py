@@ -81,7 +81,16 @@ def test_count_gives_the_same_data_keys_as_a_direct_device(
     events = [d for n, d in remote if n == "event"]
     assert len(events) == 5
     assert [e["data"]["analyser-i1-value"] for e in events] == [20.378] * 5
-    assert all(e["data"]["analyser-i1-ok"] is True for e in events)
+    assert all(e["data"]["analyser-i1-status"] == "ok" for e in events)
+    # lean events: each channel's value and one status string, eight analyser fields
+    assert sorted(_descriptor(remote)["data_keys"]) == sorted(
+        [f"analyser-{c}-{f}" for c in ("i1", "i2", "i3", "e1", "e2") for f in ("value", "status")]
+        + [f"analyser-{f}" for f in ("fault", "maintenance", "clock", "dropped_frames")]
+        + [f"analyser-cal_group{g}" for g in (1, 2, 3, 4)]
+    )
+    assert _descriptor(remote)["hints"] == {
+        "analyser": {"fields": [f"analyser-{c}-value" for c in ("i1", "i2", "i3")]}
+    }
     assert _descriptor(remote)["data_keys"]["analyser-i1-value"]["units"] == "%"
     assert _descriptor(remote)["data_keys"]["analyser-i1-value"]["precision"] == 3
 
