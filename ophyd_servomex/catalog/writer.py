@@ -92,6 +92,7 @@ class _RunCallback:
         self._journal: RunJournal | None = None
         self._place = 0  # index into owner.journal_directories
         self._left_behind: list[RunJournal] = []  # partial copies that could not be removed
+        self._sync_error: OSError | None = None  # the journal syncer's failed fsync
         # the worker sets `stored` once it has handled the stop; `handed_off` says the stop
         # stopped waiting, so the worker closes the journal itself
         self._finish_guard = threading.Lock()
@@ -130,6 +131,10 @@ class _RunCallback:
         if self._journal is None:
             self._open_journal(carried=[])
         assert self._journal is not None
+        error, self._sync_error = self._sync_error, None
+        if error is not None:  # the disk refused an fsync: this copy may not be durable
+            self._move_journal(error, pending=None)
+            assert self._journal is not None
         try:
             self._journal.append(name, doc)
         except OSError as error:
@@ -144,7 +149,8 @@ class _RunCallback:
             path = directories[self._place] / f"{self.uid}.jsonl"
             journal: RunJournal | None = None
             try:
-                journal = RunJournal(path, fsync_interval=self._owner.fsync_interval)
+                # no fsync in the callback: the writer's journal syncer does it
+                journal = RunJournal(path, fsync_interval=None)
                 for name, doc in carried:
                     journal.append(name, doc)
                 if carried:
@@ -199,6 +205,31 @@ class _RunCallback:
         failed.abandon(remove=True)
         if failed.path.exists():
             self._left_behind.append(failed)
+
+    def sync_journal(self) -> None:
+        """``fsync`` the journal (on the syncer thread, through a descriptor of its own, so
+        the RunEngine's appends never wait for the disk); a failure moves the journal at the
+        next append."""
+        journal = self._journal
+        if journal is None or journal.closed:
+            return
+        try:
+            fd = os.open(journal.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:  # removed (the run is in the catalog) or moved meanwhile
+            return
+        except OSError as error:
+            self._sync_error = error
+            return
+        try:
+            os.fsync(fd)
+        except OSError as error:
+            if not journal.closed and journal is self._journal:
+                logger.error(
+                    "run %s: fsync of the journal %s failed: %s", self.uid, journal.path, error
+                )
+                self._sync_error = error
+        finally:
+            os.close(fd)
 
     # --- the end of the run --------------------------------------------------------------
 
@@ -385,6 +416,50 @@ class _CatalogWorker:
             )
 
 
+class _JournalSyncer:
+    """A daemon thread that ``fsync``s every open journal each ``interval`` s, apart from the
+    RunEngine's thread (an ``fsync`` can take tens of milliseconds on a busy disk) and from the
+    catalog worker (a hung catalog must not stop the syncs). It ends when no run is open."""
+
+    def __init__(self, owner: JournaledWriter, interval: float) -> None:
+        self._owner = owner
+        self.interval = interval
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def ensure_running(self) -> None:
+        """Start the thread unless it runs (called as a run starts)."""
+        with self._guard:
+            if self._thread is None or not self._thread.is_alive():
+                self._wake.clear()
+                self._thread = threading.Thread(
+                    target=self._run, name="ophyd-servomex-journal-sync", daemon=True
+                )
+                self._thread.start()
+
+    def stop(self) -> None:
+        """End the thread after one last round of syncs."""
+        with self._guard:
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._wake.wait(self.interval)
+            for run in list(self._owner._runs.values()):
+                try:
+                    run.sync_journal()
+                except Exception:
+                    logger.exception("run %s: syncing its journal failed", run.uid)
+            with self._guard:
+                if stopping or not self._owner._runs:
+                    self._thread = None
+                    return
+
+
 class JournaledWriter:
     """A RunEngine callback: journal every document, then write it to the catalog from a
     background thread, in order.
@@ -444,6 +519,7 @@ class JournaledWriter:
         self._runs: dict[str, _RunCallback] = {}
         self._run_of: dict[str, str] = {}  # descriptor / resource uid -> run uid (journals)
         self._worker = _CatalogWorker(self)
+        self._syncer = _JournalSyncer(self, fsync_interval) if fsync_interval is not None else None
         self._scan_lock_guard = threading.Lock()
         self._scan_lock_run: str | None = None  # the run whose start holds the scan-id lock
         self._reported_death: BaseException | None = None
@@ -464,6 +540,8 @@ class JournaledWriter:
         if name == "start":
             uid = str(doc["uid"])
             run = self._runs[uid] = _RunCallback(self, uid)
+            if self._syncer is not None:
+                self._syncer.ensure_running()
             with self._scan_lock_guard:
                 self._scan_lock_run = uid  # released by the worker once the start is stored
             try:
@@ -515,6 +593,8 @@ class JournaledWriter:
         False, with an error logged, when it did not finish within ``timeout`` s."""
         if timeout is None:
             timeout = self.stop_timeout
+        if self._syncer is not None:
+            self._syncer.stop()
         done = self._worker.stop(timeout)
         if not done:
             logger.error(
