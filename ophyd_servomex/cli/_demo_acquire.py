@@ -15,13 +15,12 @@ from typing import Any
 from bluesky import RunEngine
 from bluesky.plans import count
 from bluesky.run_engine import call_in_bluesky_event_loop
-from bluesky.utils import ProgressBarManager
 from ophyd_async.core import init_devices
 
 from ..codec.errors import ErrorContext, ServomexError
 from ..codec.models import CalibrationProgress, ProtocolKind
 from ..devices import ServomexAnalyser
-from ..plans import calibration_run, monitor_broadcast
+from ..plans import CalibrationProgressManager, calibration_run, monitor_broadcast
 from ..sim import SimConfig, SimulatorThread
 
 __all__ = [
@@ -218,11 +217,20 @@ def take_runs(
         f"= {FLUSH_TIME / TIME_SCALE:g} s real"
     )
     started = time.monotonic()
-    progress_bar: Any = ProgressBarManager()  # bluesky annotates the hook as None
+    # the phases as descriptions with their times; plain lines when stdout is no terminal
+    progress_bar: Any = CalibrationProgressManager()  # bluesky annotates the hook as None
     run_engine.waiting_hook = progress_bar
     try:
         calibration_uid = _uid(
-            run_engine(calibration_run(modbus, CALIBRATION_GROUP, confirm=True, poll_period=0.1))
+            run_engine(
+                calibration_run(
+                    modbus,
+                    CALIBRATION_GROUP,
+                    confirm=True,
+                    poll_period=0.1,
+                    gas_time=FLUSH_TIME / TIME_SCALE,
+                )
+            )
         )
     finally:
         run_engine.waiting_hook = None
