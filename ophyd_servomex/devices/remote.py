@@ -6,7 +6,8 @@ is written here), and offers what the direct device offers, under the same names
 channel ``<name>-<id>-value`` (with units, precision and alarm severity; hinted unless the
 channel is an unlabelled E1/E2) and ``<name>-<id>-status`` (the IOC's ``P:C:Status``, the
 same flag string the direct device reports), the single flags staying children that are
-not read; analyser ``fault``, ``maintenance``, ``cal_group1`` … ``cal_group4``,
+not read; analyser ``fault``, ``maintenance``, ``cal_group1`` … ``cal_group4`` (text over
+PVA; ``describe()`` lists the phases as ``choices`` like the direct device),
 ``clock``, ``dropped_frames``; configuration ``protocol``, ``address`` and each channel's
 ``display_name`` and ``unit``; ``calibration`` (a ``Movable`` with progress), ``trigger()``
 (waits for the IOC's next frame) and whole-device monitoring (one event per frame).
@@ -26,6 +27,7 @@ from typing import Annotated as A
 from typing import Any
 
 from bluesky.protocols import Reading as BlueskyReading
+from event_model import DataKey
 from ophyd_async.core import (
     DEFAULT_TIMEOUT,
     AsyncStatus,
@@ -49,6 +51,7 @@ from ..codec.errors import (
 )
 from ..codec.models import ChannelId, ChannelKind
 from .calibration import ServomexCalibration
+from .signals import CalibrationPhase
 
 __all__ = ["REMOTE_SCHEMES", "RemoteServomexAnalyser", "is_remote_port", "remote_prefix"]
 
@@ -217,6 +220,16 @@ class RemoteServomexAnalyser(StandardReadable):
         return self._context
 
     # --- bluesky verbs -----------------------------------------------------------------
+
+    async def describe(self) -> dict[str, DataKey]:
+        """The data keys; each ``cal_groupN`` lists the phases as ``choices``, as the
+        direct device's :class:`CalibrationPhase` does (the IOC serves them as text)."""
+        keys = await super().describe()
+        for group in (self.cal_group1, self.cal_group2, self.cal_group3, self.cal_group4):
+            key = keys.get(group.name)
+            if key is not None:
+                key["choices"] = [phase.value for phase in CalibrationPhase]
+        return keys
 
     @AsyncStatus.wrap
     async def trigger(self) -> None:

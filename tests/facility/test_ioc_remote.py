@@ -91,6 +91,10 @@ def test_count_gives_the_same_data_keys_as_a_direct_device(
     assert _descriptor(remote)["hints"] == {
         "analyser": {"fields": [f"analyser-{c}-value" for c in ("i1", "i2", "i3")]}
     }
+    for group in ("cal_group1", "cal_group2", "cal_group3", "cal_group4"):
+        choices = _descriptor(remote)["data_keys"][f"analyser-{group}"]["choices"]
+        assert choices == _descriptor(direct)["data_keys"][f"analyser-{group}"]["choices"]
+        assert choices == ["idle", "sampling", "cal_gas_1", "cal_gas_2", "done", "stopped"]
     assert _descriptor(remote)["data_keys"]["analyser-i1-value"]["units"] == "%"
     assert _descriptor(remote)["data_keys"]["analyser-i1-value"]["precision"] == 3
 
