@@ -404,16 +404,17 @@ class _CatalogWorker:
                 run, name, doc = item
                 self._owner._write(run, name, doc)
         except BaseException as error:
-            with self._start_guard:
-                self.error = error
-                self._thread = None
-            logger.critical(
-                "the catalog worker died (%s: %s): no further document reaches the catalog; "
-                "the journals keep every run (recover() replays them)",
+            logger.critical(  # before the error is visible: the RunEngine side reports it next
+                "the catalog worker died (%s: %s): the documents still queued reach the catalog "
+                "only if a new worker starts; the journals keep every run (recover() replays "
+                "them)",
                 type(error).__name__,
                 error,
                 exc_info=True,
             )
+            with self._start_guard:
+                self.error = error
+                self._thread = None
 
 
 class _JournalSyncer:

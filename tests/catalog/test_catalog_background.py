@@ -338,3 +338,27 @@ def test_kill_9_while_the_catalog_lags_then_recover_finds_every_event(tmp_path: 
         assert catalog[uid].metadata["stop"]["exit_status"] == "fail"  # synthesized
     finally:
         close_catalog(catalog)
+
+
+def test_a_failed_journal_fsync_moves_the_journal_to_the_fallback(tmp_path: Path) -> None:
+    def refusing(client: Any, **kwargs: Any) -> Callable[[str, dict[str, Any]], None]:
+        def write(name: str, doc: dict[str, Any]) -> None:
+            raise OSError(28, "No space left on device")  # the catalog is gone too
+
+        return write
+
+    backup, fallback = tmp_path / "backup", tmp_path / "fallback"
+    writer = JournaledWriter(
+        _StubCatalog(), backup, fallback_directory=fallback, writer_factory=refusing
+    )
+    docs = _run_docs("run-f", 4)
+    for name, doc in docs[:3]:
+        writer(name, doc)
+    # what the journal syncer records when the disk refuses an fsync
+    writer._runs["run-f"]._sync_error = OSError(5, "Input/output error")
+    for name, doc in docs[3:]:
+        writer(name, doc)
+    assert list(backup.glob("*.jsonl")) == []  # the copy that may not be durable is gone
+    assert read_journal(fallback / "run-f.jsonl") == docs  # every document, once, in order
+    assert writer.failed_runs == ["run-f"]
+    assert writer.close(timeout=WAIT)
