@@ -5,7 +5,9 @@ I1 Oxygen %, I2 CO %, I3 CO₂ %, E1 and E2 in mA), sets every signal to the ben
 values with units and precision, and fakes the actions: ``trigger()`` succeeds at once,
 and a calibration runs through gas 1 → gas 2 → gas 1 → idle, one phase per state poll,
 showing the phase on ``cal_groupN`` and ``calibrating`` on each channel. Tests change any
-value with ophyd-async's ``set_mock_value`` and check calls with ``get_mock_execute``.
+value with ophyd-async's ``set_mock_value`` and check calls with ``get_mock_execute``; a
+channel's ``status`` string and ``ok`` follow its single flags (set ``alarm1`` and
+``status`` reads ``"A1"``), as they do from a real frame.
 """
 
 from __future__ import annotations
