@@ -322,6 +322,7 @@ class _CatalogWorker:
         self._start_guard = threading.Lock()
         self.error: BaseException | None = None
         """What killed the worker (never a catalog error: those fail only their run)."""
+        self._died = False  # the current thread died (reset when a new one starts)
         self._warned_backlog = False
 
     @property
@@ -337,13 +338,14 @@ class _CatalogWorker:
     @property
     def dead(self) -> bool:
         """True when the thread died of an error (and has not been started again)."""
-        return self.error is not None and not self.alive
+        return self._died and not self.alive
 
     def put(self, item: _Item) -> None:
         """Queue ``item``; the thread starts when there is work (it ends after
         ``_IDLE_EXIT`` s without any, so a writer nobody closes leaves no thread behind)."""
         with self._start_guard:
             if self._thread is None or not self._thread.is_alive():
+                self._died = False
                 self._thread = threading.Thread(
                     target=self._run, name="ophyd-servomex-catalog-writer", daemon=True
                 )
@@ -414,6 +416,7 @@ class _CatalogWorker:
             )
             with self._start_guard:
                 self.error = error
+                self._died = True
                 self._thread = None
 
 
