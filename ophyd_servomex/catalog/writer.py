@@ -37,6 +37,7 @@ import queue
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -522,6 +523,12 @@ class JournaledWriter:
         self._catalog_writer = writer_factory(self._client, batch_size=batch_size)
         self._runs: dict[str, _RunCallback] = {}
         self._run_of: dict[str, str] = {}  # descriptor / resource uid -> run uid (journals)
+        # event-model blames a start that the catalog refused on an outdated factory: a
+        # misleading warning (the failure itself is logged). A process-wide filter, because
+        # catch_warnings is not thread-safe and the start is written on the worker thread.
+        warnings.filterwarnings(
+            "ignore", message=r".*when RunRouter passed it a 'start' document", category=UserWarning
+        )
         self._worker = _CatalogWorker(self)
         self._syncer = _JournalSyncer(self, fsync_interval) if fsync_interval is not None else None
         self._scan_lock_guard = threading.Lock()

@@ -362,3 +362,28 @@ def test_a_failed_journal_fsync_moves_the_journal_to_the_fallback(tmp_path: Path
     assert read_journal(fallback / "run-f.jsonl") == docs  # every document, once, in order
     assert writer.failed_runs == ["run-f"]
     assert writer.close(timeout=WAIT)
+
+
+def test_a_start_the_catalog_refuses_is_logged_without_event_models_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import warnings
+
+    class Refusing:
+        def include_data_sources(self) -> Refusing:
+            return self
+
+        def create_container(self, **kwargs: Any) -> None:
+            raise RuntimeError("the catalog refused the run")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        writer = JournaledWriter(Refusing(), tmp_path)  # the real TiledWriter
+        docs = _run_docs("run-r", 2)
+        for name, doc in docs:
+            writer(name, doc)
+        assert writer.close(timeout=WAIT)
+    assert [str(w.message) for w in caught if "RunRouter" in str(w.message)] == []
+    assert writer.failed_runs == ["run-r"]
+    assert "the catalog refused the run" in caplog.text
+    assert read_journal(tmp_path / "run-r.jsonl") == docs
