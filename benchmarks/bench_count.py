@@ -3,9 +3,10 @@
 The analyser is a ``ServomexAnalyser`` on the simulated bench unit (Modbus RTU over a
 pseudo-terminal, zero latency: no realistic timing and no 50 ms idle gap), so every event
 is one full three-transaction sweep through the driver plus the device's coherent read of
-58 fields. The reference is a plain ophyd-async ``StandardReadable`` of the same shape
-(five channels of ten soft signals with the same read formats, eight analyser-level
-signals, the same configuration signals) whose ``trigger()`` does nothing: the ratio is
+its 18 fields. The reference is a plain ophyd-async ``StandardReadable`` of the same shape
+(five channels of a hinted value and a status string, with the single flags as children
+``read()`` does not report, eight analyser-level signals, the same configuration signals)
+whose ``trigger()`` does nothing: the ratio is
 what the wire, the driver and the frame hub cost on top of the RunEngine's own work.
 The same analyser in mock mode (no I/O at all) is a third case. Cases run in
 interleaved rounds, best round kept.
@@ -54,8 +55,9 @@ class SoftChannel(StandardReadable):
         with self.add_children_as_readables(StandardReadableFormat.HINTED_UNCACHED_SIGNAL):
             self.value = soft_signal_rw(float, 20.378, units=units, precision=3)
         with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
-            for flag in FLAGS:
-                setattr(self, flag, soft_signal_rw(bool, flag == "ok"))
+            self.status = soft_signal_rw(str, "ok")
+        for flag in FLAGS:  # children, not read (as the analyser's single flags)
+            setattr(self, flag, soft_signal_rw(bool, flag == "ok"))
         with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
             self.display_name = soft_signal_rw(str, "Oxygen")
             self.unit = soft_signal_rw(str, units)
@@ -134,7 +136,7 @@ def run(quick: bool) -> list[Result]:
         _stop(engine)
 
     rate = {name: num / seconds for name, seconds in best.items()}
-    shape = "58 read fields, 12 configuration fields"
+    shape = "18 read fields, 12 configuration fields"
     return [
         Result(
             "count(): simulated Modbus RTU analyser", rate["analyser"], "events/s", f"num={num}"
