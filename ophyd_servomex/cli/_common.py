@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..codec.errors import ServomexError, ServomexValidationError
 from ..codec.models import ChannelStatus, Frame, ProtocolKind, Reading, SerialSettings, Unit
+from ..codec.status_text import STATUS_OK, status_text
 
 if TYPE_CHECKING:
     from ..driver import Analyzer, ServomexManager
@@ -335,20 +336,10 @@ def value_text(reading: Reading) -> str:
     return f"{reading.value:.{decimals}f}"
 
 
-def flags_text(status: ChannelStatus, *, none: str = "ok") -> str:
-    """The active flags: ``fault``, ``maint``, ``cal``, ``warm-up``, ``A1``…, else ``none``."""
-    names = [
-        name
-        for name, on in (
-            ("fault", status.fault),
-            ("maint", status.maintenance),
-            ("cal", status.calibrating),
-            ("warm-up", status.warming_up),
-        )
-        if on
-    ]
-    names += [f"A{k + 1}" for k, on in enumerate(status.alarms) if on]
-    return " ".join(names) if names else none
+def flags_text(status: ChannelStatus, *, none: str = STATUS_OK) -> str:
+    """The active flags (the status string: ``fault maint cal warm-up A1`` …), else ``none``."""
+    text = status_text(status)
+    return none if text == STATUS_OK else text
 
 
 def format_frame_table(frame: Frame) -> str:

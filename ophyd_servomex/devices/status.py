@@ -30,7 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..codec.errors import ServomexValidationError
-from ..codec.models import ChannelStatus
+from ..codec.status_text import STATUS_FLAGS, STATUS_OK, status_flags, status_text
+
+_TOKENS = {token: name for name, token in STATUS_FLAGS.items()}
 
 __all__ = [
     "STATUS_FLAGS",
@@ -41,59 +43,6 @@ __all__ = [
     "status_mask",
     "status_text",
 ]
-
-STATUS_FLAGS: dict[str, str] = {
-    "fault": "fault",
-    "maintenance": "maint",
-    "calibrating": "cal",
-    "warming_up": "warm-up",
-    "alarm1": "A1",
-    "alarm2": "A2",
-    "alarm3": "A3",
-    "alarm4": "A4",
-}
-"""Flag name (the channel's child signal) → its token in the status string, in order."""
-
-STATUS_OK = "ok"
-"""The status string of a channel with no flag on."""
-
-_TOKENS = {token: name for name, token in STATUS_FLAGS.items()}
-
-
-def status_text(status: ChannelStatus) -> str:
-    """The status string of one channel's flags (``"fault A1"``, or ``"ok"``)."""
-    on = (
-        status.fault,
-        status.maintenance,
-        status.calibrating,
-        status.warming_up,
-        *status.alarms,
-    )
-    tokens = [token for token, flag in zip(STATUS_FLAGS.values(), on, strict=True) if flag]
-    return " ".join(tokens) if tokens else STATUS_OK
-
-
-def status_flags(text: str) -> frozenset[str]:
-    """The flag names (``fault``, ``alarm1`` …) a status string has on.
-
-    ``"ok"`` (and an empty string, a channel that never reported) has none; an unknown
-    token raises :class:`ServomexValidationError`. A missing value (``None``, a table's
-    NaN) has none either.
-    """
-    if not isinstance(text, str):
-        return frozenset()
-    names: set[str] = set()
-    for token in text.split():
-        if token == STATUS_OK:
-            continue
-        try:
-            names.add(_TOKENS[token])
-        except KeyError:
-            raise ServomexValidationError(
-                f"unknown status token {token!r} in {text!r} "
-                f"(known: {', '.join(STATUS_FLAGS.values())})"
-            ) from None
-    return frozenset(names)
 
 
 def _flag_name(flag: str) -> str:

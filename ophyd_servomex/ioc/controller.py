@@ -47,6 +47,7 @@ from ..codec.models import (
     Reading,
     Unit,
 )
+from ..codec.status_text import status_text
 from ..driver import Analyzer
 from .config import MAX_POLL_PERIOD, MIN_POLL_PERIOD, AnalyserConfig
 from .hooks import NO_ALARM, Alarm, AlarmedAttrR, AlarmKind, Severity, requester
@@ -72,19 +73,8 @@ def units_text(unit: Unit, unit_text: str) -> str:
 
 
 def flags_text(status: ChannelStatus) -> str:
-    """The active flags (``fault maint cal warm-up A1`` …) or ``ok``."""
-    names = [
-        name
-        for name, on in (
-            ("fault", status.fault),
-            ("maint", status.maintenance),
-            ("cal", status.calibrating),
-            ("warm-up", status.warming_up),
-        )
-        if on
-    ]
-    names += [f"A{k + 1}" for k, on in enumerate(status.alarms) if on]
-    return " ".join(names) if names else "ok"
+    """The active flags (``fault maint cal warm-up A1`` …) or ``ok``: the status string."""
+    return status_text(status)
 
 
 def channel_alarm(reading: Reading) -> Alarm:
