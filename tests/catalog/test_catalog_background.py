@@ -295,6 +295,7 @@ def test_a_dead_worker_fails_the_next_callback_and_keeps_the_journal(
 # --- a crash while the catalog lags --------------------------------------------------------
 
 
+@pytest.mark.timeout(600)  # a child process that creates a catalog: slow on a loaded machine
 def test_kill_9_while_the_catalog_lags_then_recover_finds_every_event(tmp_path: Path) -> None:
     location = tmp_path / "catalog"
     num, stuck_at = 120, 15
