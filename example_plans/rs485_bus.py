@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         catalog = open_catalog(args.catalog)
         subscribe_writer(RE, catalog)
         line = ServomexBus(
-            port, protocol=protocol, serial_settings=SerialSettings(port, baudrate=args.baud), name="line"
+            port,
+            protocol=protocol,
+            serial_settings=SerialSettings(port, baudrate=args.baud),
+            name="line",
         )
         by_address = {
             address: ServomexAnalyser(bus=line, address=address, name=f"gas{address}")

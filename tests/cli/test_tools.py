@@ -8,9 +8,9 @@ import csv
 import json
 import re
 import signal
-import time
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 

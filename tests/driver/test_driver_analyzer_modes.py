@@ -185,7 +185,8 @@ async def test_every_method_in_continuous_mode(link: str) -> None:
 
         expected = bench_values(mode)
         session = analyser.stream(count=2 * len(expected))  # passive: no 'async with' needed
-        assert session.passive and session.mode is StreamMode.AUTOPRINT
+        assert session.passive
+        assert session.mode is StreamMode.AUTOPRINT
         samples = [s async for s in session]
         assert [(s.channel, s.value) for s in samples] == 2 * list(expected.items())
         assert all(s.requested_at is None and s.latency_s is None for s in samples)

@@ -49,7 +49,9 @@ async def test_bytes_round_trip_between_client_and_master() -> None:
 
 async def test_the_client_publishes_anyserial_attributes_for_anymodbus() -> None:
     async with open_pty_pair() as pair:
-        client = await open_transport(pair.path, SerialSettings(pair.path, baudrate=9600, parity="E"))
+        client = await open_transport(
+            pair.path, SerialSettings(pair.path, baudrate=9600, parity="E")
+        )
         try:
             config = client.extra(SerialStreamAttribute.config)
             assert config.baudrate == 9600
