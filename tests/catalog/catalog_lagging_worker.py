@@ -22,6 +22,14 @@ def main(location: str, num: int, stuck_at: int) -> None:
     from ophyd_servomex.catalog import open_catalog, subscribe_writer
 
     never = threading.Event()
+    printing = threading.Lock()
+
+    def say(line: str) -> None:
+        # one write per line under a lock: the worker thread and the RunEngine's both print,
+        # and print()'s separate write of the newline let "STUCK" and "EVENT 15" interleave
+        with printing:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     class StuckWriter:
         def __init__(self, client: Any, **kwargs: Any) -> None:
@@ -29,7 +37,7 @@ def main(location: str, num: int, stuck_at: int) -> None:
 
         def __call__(self, name: str, doc: dict[str, Any]) -> None:
             if name == "event" and doc["seq_num"] == stuck_at:
-                print("STUCK", flush=True)
+                say("STUCK")
                 never.wait()
             self.inner(name, doc)
 
@@ -40,9 +48,9 @@ def main(location: str, num: int, stuck_at: int) -> None:
     def report(name: str, doc: dict[str, Any]) -> None:
         # subscribed after the writer: an event printed here is already journaled
         if name == "event":
-            print("EVENT", doc["seq_num"], flush=True)
+            say(f"EVENT {doc['seq_num']}")
             if doc["seq_num"] == num:
-                print("ALL", flush=True)
+                say("ALL")
 
     RE.subscribe(report)
     analyser = connected_analyser()
