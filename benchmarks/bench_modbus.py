@@ -26,7 +26,7 @@ from ophyd_servomex.sim import SimConfig, serve_pty
 from ._harness import Result
 
 ADDRESS = 30
-SETTINGS = SerialSettings()  # 19200 8-N-1
+SETTINGS = SerialSettings("")  # 19200 8-N-1
 IDLE = 0.05
 # RTU bytes of the sweep: three 8-byte requests; replies FC04 ×70 (5 + 140), FC02 ×80
 # (5 + 10), FC02 ×16 (5 + 2)
