@@ -8,12 +8,13 @@ calibration ``Movable`` and the mock behaviour. :mod:`.status` documents each ch
 """
 
 from .analyser import ChannelSpec, ServomexAnalyser
+from .analyser_session import AnalyserSession, SessionFactory, device_session_factory
 from .backends import FrameSignalBackend, SessionCommandBackend, SettingBackend, StateBackend
 from .bus import ServomexBus
 from .calibration import CALIBRATION_STEPS, CalibrationTracker, ServomexCalibration
 from .channel import ServomexChannel
 from .connector import ServomexConnector, select_channels
-from .hub import FrameHub, FrameListener, FrameSnapshot
+from .frames import DeviceFrames, FrameListener, FrameSnapshot
 from .link import LinkState, ReconnectPolicy
 from .mock import (
     BENCH_CHANNELS,
@@ -22,7 +23,6 @@ from .mock import (
     MockAutocal,
     ServomexAnalyserMock,
 )
-from .session import AnalyserSession, SessionFactory, device_session_factory
 from .signals import CalibrationPhase
 from .status import (
     STATUS_FLAGS,
@@ -45,7 +45,7 @@ __all__ = [
     "CalibrationPhase",
     "CalibrationTracker",
     "ChannelSpec",
-    "FrameHub",
+    "DeviceFrames",
     "FrameListener",
     "FrameSignalBackend",
     "FrameSnapshot",

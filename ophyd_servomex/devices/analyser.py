@@ -21,15 +21,15 @@ from ophyd_async.core import (
 
 from ..codec.errors import ErrorContext, ServomexConfigurationError
 from ..codec.models import ChannelId, ChannelInfo, ProtocolKind, SerialSettings, Unit
+from .analyser_session import SessionFactory, device_session_factory, parse_protocol
 from .backends import SessionCommandBackend, SettingBackend, StateBackend, execute
 from .calibration import ServomexCalibration
 from .channel import ServomexChannel
 from .connector import ServomexConnector
-from .hub import FrameSnapshot
+from .frames import FrameSnapshot
 from .link import ALARM_INVALID, LinkState, ReconnectPolicy
 from .mock import BENCH_CHANNELS, ServomexAnalyserMock
 from .monitor import DeviceMonitor
-from .session import SessionFactory, device_session_factory, parse_protocol
 from .signals import CalibrationPhase, FrameSignalR, frame_signal
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class ServomexAnalyser(StandardReadable):
     default 50 ms, which the real unit needs; a zero-latency simulator can take less).
 
     ``session_factory`` replaces all of that with a callable opening any session shaped
-    like the driver's ``Analyzer`` (see :mod:`ophyd_servomex.devices.session`).
+    like the driver's ``Analyzer`` (see :mod:`ophyd_servomex.devices.analyser_session`).
 
     ``trigger()`` takes one fresh frame (Modbus: a sweep; continuous: the next broadcast)
     and ``read()`` reports exactly that frame, every field with its timestamp. Signals

@@ -1,7 +1,7 @@
 """Signal and command backends over the frame hub and the driver session.
 
 :class:`FrameSignalBackend` is the one small backend every read-only signal uses: it pulls
-its value out of a :class:`~ophyd_servomex.devices.hub.FrameSnapshot` with an extractor
+its value out of a :class:`~ophyd_servomex.devices.frames.FrameSnapshot` with an extractor
 function and stamps it with the frame's own timestamp. It does no I/O, so reading a
 signal, describing it or subscribing to it never touches the port.
 
@@ -40,7 +40,7 @@ from ..codec.errors import (
     ServomexError,
     ServomexUnsupportedError,
 )
-from .hub import FrameHub, FrameSnapshot
+from .frames import DeviceFrames, FrameSnapshot
 from .link import ALARM_INVALID
 
 __all__ = [
@@ -66,7 +66,7 @@ class FrameSignalBackend(SignalBackend[SignalDatatypeT]):
     def __init__(
         self,
         datatype: type[SignalDatatypeT],
-        hub: FrameHub,
+        hub: DeviceFrames,
         extract: Callable[[FrameSnapshot], SignalDatatypeT],
         *,
         source: str,

@@ -32,8 +32,8 @@ from ..codec.errors import (
     ServomexConnectionError,
 )
 from ..codec.models import ProtocolKind, SerialSettings
-from .owner import OwnerHandle, fail_ready, start_owner
-from .session import AnalyserSession, SessionFactory, parse_protocol
+from .analyser_session import AnalyserSession, SessionFactory, parse_protocol
+from .owner_task import OwnerHandle, fail_ready, start_owner
 
 if TYPE_CHECKING:
     from .analyser import ServomexAnalyser

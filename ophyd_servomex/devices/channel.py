@@ -9,7 +9,7 @@ from ophyd_async.core import StandardReadable, StandardReadableFormat
 
 from ..codec.errors import ErrorContext
 from ..codec.models import ChannelId, ChannelInfo, ChannelKind
-from .hub import FrameHub, FrameSnapshot
+from .frames import DeviceFrames, FrameSnapshot
 from .signals import (
     UNIT_PRECISION,
     FrameSignalR,
@@ -51,7 +51,7 @@ class ServomexChannel(StandardReadable):
     def __init__(
         self,
         info: ChannelInfo,
-        hub: FrameHub,
+        hub: DeviceFrames,
         *,
         source: str,
         context: ErrorContext | None = None,

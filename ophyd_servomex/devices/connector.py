@@ -54,10 +54,10 @@ from ..codec.models import (
     DeviceInfo,
     ProtocolKind,
 )
-from .hub import FrameHub, FrameSnapshot
+from .analyser_session import AnalyserSession, SessionFactory
+from .frames import DeviceFrames, FrameSnapshot
 from .link import ALARM_INVALID, PORT_ERRORS, LinkState, ReconnectPolicy, as_connection_error
-from .owner import OwnerHandle, fail_ready, start_owner
-from .session import AnalyserSession, SessionFactory
+from .owner_task import OwnerHandle, fail_ready, start_owner
 
 if TYPE_CHECKING:
     from ophyd_async.core import Device
@@ -115,7 +115,7 @@ class ServomexConnector(DeviceConnector):
         before_connect: Callable[[float], Awaitable[None]] | None = None,
         reconnect: ReconnectPolicy | None = None,
     ) -> None:
-        self.hub = FrameHub(on_demand=self._on_demand, unavailable=self.unavailable, up=False)
+        self.hub = DeviceFrames(on_demand=self._on_demand, unavailable=self.unavailable, up=False)
         self.port = port
         self.requested_protocol = protocol
         self.requested_address = address

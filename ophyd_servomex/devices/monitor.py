@@ -23,7 +23,7 @@ from typing import Any
 from bluesky.protocols import Reading
 from ophyd_async.core import Callback
 
-from .hub import FrameHub, FrameSnapshot
+from .frames import DeviceFrames, FrameSnapshot
 from .signals import FrameSignalR
 
 __all__ = ["DeviceMonitor"]
@@ -48,7 +48,7 @@ class DeviceMonitor:
     is connected in.
     """
 
-    def __init__(self, hub: FrameHub, is_mock: Callable[[], bool]) -> None:
+    def __init__(self, hub: DeviceFrames, is_mock: Callable[[], bool]) -> None:
         self._hub = hub
         self._is_mock = is_mock
         self._signals: list[FrameSignalR[Any]] = []

@@ -11,7 +11,7 @@ from ophyd_async.core import SignalDatatypeT, SignalR, StrictEnum
 from ..codec.errors import ErrorContext
 from ..codec.models import ChannelId, ProtocolKind, Reading, Unit
 from .backends import FrameSignalBackend
-from .hub import FrameHub, FrameSnapshot
+from .frames import DeviceFrames, FrameSnapshot
 
 __all__ = [
     "UNIT_PRECISION",
@@ -110,7 +110,7 @@ class FrameSignalR(SignalR[SignalDatatypeT]):
 
 def frame_signal(
     datatype: type[SignalDatatypeT],
-    hub: FrameHub,
+    hub: DeviceFrames,
     extract: Callable[[FrameSnapshot], SignalDatatypeT],
     *,
     source: str,

@@ -7,16 +7,16 @@ called synchronously on the event loop with the new :class:`FrameSnapshot`.
 
 **Pinning.** ``StandardReadable.read()`` reads its signals in separate tasks. Without
 care, a broadcast arriving half-way through would give half the fields from one frame and
-half from the next. :meth:`FrameHub.pinned` fixes one snapshot in a context variable for
+half from the next. :meth:`DeviceFrames.pinned` fixes one snapshot in a context variable for
 the duration of a read; the tasks that ``asyncio.gather`` creates copy the context, so
 every signal of that read sees the same frame, whatever arrives meanwhile.
 
 **Down.** While the link is lost (or was never made) the hub is *down*:
-:meth:`FrameHub.current` and :meth:`FrameHub.pinned` give nothing (so every read raises
-the connector's :meth:`FrameHub.unavailable` error), waiters in
-:meth:`FrameHub.next_snapshot` fail at once, and listeners get the last frame once more as
+:meth:`DeviceFrames.current` and :meth:`DeviceFrames.pinned` give nothing (so every read raises
+the connector's :meth:`DeviceFrames.unavailable` error), waiters in
+:meth:`DeviceFrames.next_snapshot` fail at once, and listeners get the last frame once more as
 an *invalid* snapshot (``lost_at`` set: alarm severity INVALID, stamped with the moment
-the link was lost). The next published frame after :meth:`FrameHub.mark_up` is valid again.
+the link was lost). The next published frame after :meth:`DeviceFrames.mark_up` is valid again.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from types import MappingProxyType
 from ..codec.errors import ServomexConnectionError, ServomexError
 from ..codec.models import Frame
 
-__all__ = ["FrameHub", "FrameListener", "FrameSnapshot"]
+__all__ = ["DeviceFrames", "FrameListener", "FrameSnapshot"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ _PINNED: ContextVar[MappingProxyType[int, FrameSnapshot]] = ContextVar(
 )
 
 
-class FrameHub:
+class DeviceFrames:
     """Latest frame, listeners and pinning for one analyser; all on one event loop.
 
     ``on_demand`` (optional) is called with the new listener count whenever a listener is

@@ -9,13 +9,13 @@ import pytest
 from fakesession import make_frame
 
 from ophyd_servomex.codec.errors import ServomexConnectionError
-from ophyd_servomex.devices import FrameHub, FrameSnapshot
+from ophyd_servomex.devices import DeviceFrames, FrameSnapshot
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_publish_numbers_frames_and_ignores_repeats_and_stale_ones() -> None:
-    hub = FrameHub()
+    hub = DeviceFrames()
     assert hub.latest is None
     assert hub.current() is None
     first = make_frame(1.0, stamp=100.0)
@@ -33,7 +33,7 @@ async def test_publish_numbers_frames_and_ignores_repeats_and_stale_ones() -> No
 
 async def test_listeners_get_the_current_frame_then_every_new_one() -> None:
     counts: list[int] = []
-    hub = FrameHub(on_demand=counts.append)
+    hub = DeviceFrames(on_demand=counts.append)
     got: list[float] = []
     hub.publish(make_frame(1.0, stamp=1.0))
     key = hub.add_listener(lambda s: got.append(s.frame.readings[0].value or 0.0))
@@ -52,7 +52,7 @@ async def test_listeners_get_the_current_frame_then_every_new_one() -> None:
 async def test_a_failing_listener_does_not_starve_the_others(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    hub = FrameHub()
+    hub = DeviceFrames()
     got: list[int] = []
 
     def broken(snapshot: FrameSnapshot) -> None:
@@ -67,7 +67,7 @@ async def test_a_failing_listener_does_not_starve_the_others(
 
 
 async def test_next_snapshot_waits_for_a_newer_frame() -> None:
-    hub = FrameHub()
+    hub = DeviceFrames()
     waiter = asyncio.ensure_future(hub.next_snapshot(0))
     await asyncio.sleep(0)
     assert not waiter.done()
@@ -78,7 +78,7 @@ async def test_next_snapshot_waits_for_a_newer_frame() -> None:
 
 
 async def test_a_pin_holds_one_snapshot_across_gathered_tasks_and_is_reentrant() -> None:
-    hub = FrameHub()
+    hub = DeviceFrames()
     assert hub.current() is None
     with hub.pinned() as nothing:
         assert nothing is None
@@ -103,7 +103,7 @@ async def test_a_pin_holds_one_snapshot_across_gathered_tasks_and_is_reentrant()
 
 
 async def test_reads_report_the_triggered_snapshot_until_cleared() -> None:
-    hub = FrameHub()
+    hub = DeviceFrames()
     taken = hub.publish(make_frame(1.0, stamp=1.0))
     hub.set_triggered(taken)
     hub.publish(make_frame(2.0, stamp=2.0))
@@ -115,7 +115,7 @@ async def test_reads_report_the_triggered_snapshot_until_cleared() -> None:
 
 
 async def test_a_down_hub_reads_nothing_wakes_waiters_and_sends_one_invalid_copy() -> None:
-    hub = FrameHub(unavailable=lambda: ServomexConnectionError("gas is down"))
+    hub = DeviceFrames(unavailable=lambda: ServomexConnectionError("gas is down"))
     got: list[FrameSnapshot] = []
     hub.add_listener(got.append)
     taken = hub.publish(make_frame(1.0, stamp=1.0))
