@@ -214,6 +214,13 @@ class Analyzer:
         """The Modbus client (Modbus modes only; for diagnostics and the manager)."""
         return self._modbus
 
+    @property
+    def hub(self) -> FrameHub:
+        """The frame hub every frame (and failed poll) of this analyser is published to:
+        the latest-frame cache, :meth:`subscribe`'s subscriptions and the synchronous
+        listeners the ophyd-async devices use. Read-only; closed when the link ends."""
+        return self._hub
+
     def snapshot(self) -> Frame | None:
         """The latest frame received or polled, without any I/O."""
         return self._hub.latest

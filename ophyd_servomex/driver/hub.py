@@ -10,6 +10,13 @@ in its buffer is dropped to make room for the newest, and its :attr:`Subscriptio
 counter goes up. A monitor therefore always catches up to the newest frame, and one slow
 subscriber never delays the receive loop or any other subscriber.
 
+**Listeners.** Besides the queued subscriptions, :meth:`FrameHub.add_listener` registers a
+synchronous callback run inside :meth:`FrameHub.publish` for every item, in the order the
+listeners were added, before any waiter wakes; it has no queue and no task (the
+ophyd-async devices read the driver through one). A listener that raises is logged and the
+others still run. When the hub closes, each listener's ``on_close`` (if given) is called
+with the error (``None`` for a clean close), then the listeners are dropped.
+
 **End of the link.** When the hub closes with an error (the link was lost), every
 subscriber first receives everything already in its buffer, then the error is raised from
 its iterator; nothing already received is lost.
@@ -17,6 +24,9 @@ its iterator; nothing already received is lost.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -26,10 +36,25 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ..codec.errors import ServomexError
 from ..codec.models import Frame
 
-__all__ = ["DEFAULT_SUBSCRIBER_BUFFER", "FrameHub", "HubItem", "Subscription"]
+__all__ = [
+    "DEFAULT_SUBSCRIBER_BUFFER",
+    "CloseListener",
+    "FrameHub",
+    "HubItem",
+    "HubListener",
+    "Subscription",
+]
+
+_LOGGER = logging.getLogger(__name__)
 
 type HubItem = Frame | ServomexError
 """What a hub carries: a frame, or the error that replaced one (a bad line, a failed poll)."""
+
+type HubListener = Callable[[HubItem], None]
+"""A synchronous callback run inside :meth:`FrameHub.publish` for every item."""
+
+type CloseListener = Callable[[ServomexError | None], None]
+"""Called once when the hub closes, with its error (``None`` for a clean close)."""
 
 DEFAULT_SUBSCRIBER_BUFFER = 256
 """Items a subscriber may fall behind before its oldest ones are dropped."""
@@ -136,12 +161,20 @@ class Subscription:
         self.close()
 
 
+@dataclass(eq=False, slots=True)
+class _Listener:
+    on_item: HubListener
+    on_close: CloseListener | None
+
+
 class FrameHub:
     """Latest-frame cache plus fan-out; publishing is synchronous and never blocks."""
 
     def __init__(self, *, buffer_size: int = DEFAULT_SUBSCRIBER_BUFFER) -> None:
         self._buffer_size = buffer_size
         self._subscribers: list[Subscription] = []
+        self._listeners: dict[int, _Listener] = {}
+        self._next_key = 0
         self._latest: Frame | None = None
         self._version = 0
         self._changed: anyio.Event | None = None
@@ -175,8 +208,14 @@ class FrameHub:
         """Live subscriptions."""
         return len(self._subscribers)
 
+    @property
+    def listener_count(self) -> int:
+        """Registered listeners (see :meth:`add_listener`)."""
+        return len(self._listeners)
+
     def publish(self, item: HubItem) -> None:
-        """Hand a frame (or an error) to every subscriber; a frame also becomes ``latest``."""
+        """Hand a frame (or an error) to every listener and subscriber; a frame also
+        becomes ``latest`` first, so a listener sees it there."""
         if self._closed:
             return
         if isinstance(item, Frame):
@@ -184,6 +223,10 @@ class FrameHub:
             self._version += 1
         else:
             self.errors += 1
+        if self._listeners:
+            for key, listener in tuple(self._listeners.items()):
+                if key in self._listeners:  # not removed by an earlier listener meanwhile
+                    _call(listener.on_item, item)
         for sub in tuple(self._subscribers):
             sub._offer(item)
         self._wake()
@@ -197,7 +240,34 @@ class FrameHub:
         for sub in tuple(self._subscribers):
             sub._finish(error)
         self._subscribers.clear()
+        listeners = tuple(self._listeners.values())
+        self._listeners.clear()
+        for listener in listeners:
+            if listener.on_close is not None:
+                _call(listener.on_close, error)
         self._wake()
+
+    def add_listener(
+        self, on_item: HubListener, *, on_close: CloseListener | None = None
+    ) -> Callable[[], None]:
+        """Call ``on_item`` synchronously for every item published from now on.
+
+        ``on_close`` is called once when the hub closes, with its error; on a hub that is
+        already closed it is called at once. Returns a function that removes the listener
+        (calling it again, or after the close, does nothing).
+        """
+        if self._closed:
+            if on_close is not None:
+                on_close(self._terminal)
+            return _nothing
+        key = self._next_key
+        self._next_key += 1
+        self._listeners[key] = _Listener(on_item, on_close)
+
+        def remove() -> None:
+            self._listeners.pop(key, None)
+
+        return remove
 
     def subscribe(self, *, buffer_size: int | None = None) -> Subscription:
         """A new subscription to every item published from now on."""
@@ -224,3 +294,14 @@ class FrameHub:
     def _discard(self, sub: Subscription) -> None:
         if sub in self._subscribers:
             self._subscribers.remove(sub)
+
+
+def _call[T](callback: Callable[[T], None], argument: T) -> None:
+    try:
+        callback(argument)
+    except Exception:  # one failing listener must not starve the others or the publisher
+        _LOGGER.exception("frame hub listener %r failed", callback)
+
+
+def _nothing() -> None:
+    """The remover of a listener that was never registered (the hub had closed)."""

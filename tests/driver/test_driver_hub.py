@@ -1,15 +1,23 @@
-"""FrameHub: latest frame, fan-out, drop-oldest overflow, terminal errors after buffered frames."""
+"""FrameHub: latest frame, fan-out, drop-oldest overflow, terminal errors after buffered frames,
+synchronous listeners."""
 
 from __future__ import annotations
+
+import logging
+from typing import Any
 
 import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ophyd_servomex.codec.errors import ServomexChecksumError, ServomexConnectionError
+from ophyd_servomex.codec.errors import (
+    ServomexChecksumError,
+    ServomexConnectionError,
+    ServomexError,
+)
 from ophyd_servomex.codec.models import ChannelId, Frame, Reading
-from ophyd_servomex.driver import FrameHub
+from ophyd_servomex.driver import FrameHub, HubItem
 
 pytestmark = pytest.mark.anyio
 
@@ -115,3 +123,102 @@ def test_overflow_keeps_the_newest_items_and_counts_the_rest(published: int, siz
     kept = min(published, size)
     assert got == [float(i) for i in range(published - kept, published)]
     assert dropped == published - kept
+
+
+async def test_listeners_run_inside_publish_in_the_order_they_were_added() -> None:
+    hub = FrameHub()
+    calls: list[tuple[str, float | str, int]] = []
+
+    def listener(name: str) -> Any:
+        def on_item(item: HubItem) -> None:
+            # the frame is already latest when a listener sees it
+            value = item.timestamp if isinstance(item, Frame) else type(item).__name__
+            calls.append((name, value, hub.version))
+
+        return on_item
+
+    remove_a = hub.add_listener(listener("a"))
+    hub.add_listener(listener("b"))
+    assert hub.listener_count == 2
+    hub.publish(frame(1))  # no await: delivered before publish returns
+    bad = ServomexChecksumError("bad", expected=1, actual=2, raw=b"x")
+    hub.publish(bad)
+    remove_a()
+    remove_a()  # removing twice does nothing
+    hub.publish(frame(2))
+    assert calls == [
+        ("a", 1.0, 1),
+        ("b", 1.0, 1),
+        ("a", "ServomexChecksumError", 1),
+        ("b", "ServomexChecksumError", 1),
+        ("b", 2.0, 2),
+    ]
+    assert hub.listener_count == 1
+
+
+async def test_a_raising_listener_is_logged_and_does_not_starve_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = FrameHub()
+    got: list[float] = []
+    sub = hub.subscribe()
+
+    def broken(item: HubItem) -> None:
+        raise RuntimeError("listener bug")
+
+    hub.add_listener(broken)
+    hub.add_listener(lambda item: got.append(item.timestamp if isinstance(item, Frame) else -1))
+    with caplog.at_level(logging.ERROR, logger="ophyd_servomex.driver.hub"):
+        hub.publish(frame(1))
+        hub.publish(frame(2))
+    assert got == [1.0, 2.0]
+    assert hub.latest == frame(2)
+    assert (await sub.next_frame(), await sub.next_frame()) == (frame(1), frame(2))
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [RuntimeError] * 2
+
+
+async def test_a_listener_removed_by_an_earlier_one_is_not_called() -> None:
+    hub = FrameHub()
+    got: list[str] = []
+    removers: dict[str, Any] = {}
+
+    def first(item: HubItem) -> None:
+        got.append("first")
+        removers["second"]()
+
+    removers["first"] = hub.add_listener(first)
+    removers["second"] = hub.add_listener(lambda item: got.append("second"))
+    hub.publish(frame(1))
+    hub.publish(frame(2))
+    assert got == ["first", "first"]
+
+
+async def test_closing_tells_each_listener_once_and_drops_them() -> None:
+    hub = FrameHub()
+    closed: list[tuple[str, ServomexError | None]] = []
+    items: list[HubItem] = []
+    hub.add_listener(items.append, on_close=lambda e: closed.append(("a", e)))
+    hub.add_listener(items.append)  # no on_close: fine
+    removed = hub.add_listener(items.append, on_close=lambda e: closed.append(("gone", e)))
+    removed()
+    lost = ServomexConnectionError("pulled cable")
+    hub.close(lost)
+    hub.close(ServomexConnectionError("again"))  # a second close changes nothing
+    hub.publish(frame(1))  # after the close: nobody hears it
+    assert closed == [("a", lost)]
+    assert items == []
+    assert hub.listener_count == 0
+    # a listener added to a closed hub hears the close at once and is never registered
+    late: list[ServomexError | None] = []
+    remove = hub.add_listener(items.append, on_close=late.append)
+    assert late == [lost]
+    assert hub.listener_count == 0
+    remove()
+
+
+async def test_a_clean_close_tells_listeners_none() -> None:
+    hub = FrameHub()
+    closed: list[ServomexError | None] = []
+    hub.add_listener(lambda item: None, on_close=closed.append)
+    hub.close()
+    assert closed == [None]
