@@ -15,6 +15,7 @@ from enum import Flag, IntEnum, StrEnum, auto
 from types import MappingProxyType
 from typing import Any
 
+from .checks import check_group
 from .errors import ServomexError, ServomexValidationError
 
 __all__ = [
@@ -259,9 +260,7 @@ class AnalyserStatus:
 
     def group(self, group: int) -> CalGroupState:
         """The state of group 1–4."""
-        if not 1 <= group <= 4:
-            raise ServomexValidationError(f"calibration group must be 1–4, not {group!r}")
-        return self.cal_groups[group - 1]
+        return self.cal_groups[check_group(group) - 1]
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,7 @@ from ..codec.errors import (
 )
 from ..codec.modbus_frames import crc16, lrc
 from ..codec.models import ProtocolKind
+from ..codec.options import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES
 from ..codec.registers import FULL_SWEEP
 from ..transport import NonClosing
 from .owner import PortOwner
@@ -72,10 +73,6 @@ __all__ = [
     "wire_allowance",
 ]
 
-DEFAULT_INTER_FRAME_IDLE = 0.05
-"""Line silence before every request: the bench 4100D drops requests that come sooner."""
-DEFAULT_RETRIES = 2
-"""Extra attempts for a read after a timeout or a damaged reply (never for a write)."""
 
 # How long after an uncertain attempt (timeout, damaged reply) a late reply may still
 # arrive: the analyser's slowest turnaround seen is ~40 ms; allow generously, plus the
