@@ -19,6 +19,7 @@ from ophyd_async.core import init_devices
 
 from ..codec.errors import ErrorContext, ServomexError
 from ..codec.models import CalibrationProgress, ProtocolKind
+from ..codec.options import parse_protocol
 from ..devices import ServomexAnalyser
 from ..plans import CalibrationProgressManager, calibration_run, monitor_broadcast
 from ..sim import SimConfig, SimulatorThread
@@ -99,7 +100,7 @@ def _describe(analyser: ServomexAnalyser) -> str:
         label = f" {info.name}" if info.name else ""
         unit = f" [{info.unit_text or info.unit.value}]" if (info.unit_text or info.unit) else ""
         channels.append(f"{cid.value}{label}{unit}")
-    where = f" at address {address}" if ProtocolKind(protocol).is_modbus else ""
+    where = f" at address {address}" if parse_protocol(protocol).is_modbus else ""
     return f"detected {protocol}{where}; channels {', '.join(channels)}"
 
 

@@ -26,6 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..codec.checks import check_positive
+from ..codec.errors import ServomexValidationError
+
 __all__ = ["demo_command", "register"]
 
 CATALOG_HELP = (
@@ -49,9 +52,10 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
+    try:
+        return check_positive("value", value)
+    except ServomexValidationError:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}") from None
 
 
 def register(subparsers: Any) -> None:

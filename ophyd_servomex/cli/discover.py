@@ -17,6 +17,7 @@ from typing import Any
 
 from ..codec.errors import ServomexConnectionError, ServomexError
 from ..codec.models import DeviceInfo, ProtocolKind
+from ..codec.options import parse_protocol
 from ._common import (
     PORT_HELP,
     add_connection_options,
@@ -119,7 +120,8 @@ async def _probe(args: argparse.Namespace, port: str) -> _Found:
     from ._common import open_analyzer
 
     result = _Found(port)
-    protocol: ProtocolKind | None = None if args.protocol == "auto" else ProtocolKind(args.protocol)
+    requested = parse_protocol(args.protocol)
+    protocol: ProtocolKind | None = None if requested is ProtocolKind.AUTO else requested
     for address in args.address:
         try:
             async with open_analyzer(

@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from ..codec.checks import check_address, check_non_negative, check_positive
+from ..codec.errors import ServomexValidationError
 from ._common import protocol_choices, protocol_type
 
 __all__ = ["register"]
@@ -24,28 +27,36 @@ def _addresses(text: str) -> tuple[int, ...]:
         addresses = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"addresses must be integers: {text!r}") from None
-    if not addresses or any(not 1 <= a <= 247 for a in addresses):
+    if not addresses:
         raise argparse.ArgumentTypeError(f"addresses must be 1–247: {text!r}")
+    for address in addresses:
+        try:
+            check_address(address)
+        except ServomexValidationError as exc:
+            raise argparse.ArgumentTypeError(f"{exc.message}: {text!r}") from None
     if len(set(addresses)) != len(addresses):
         raise argparse.ArgumentTypeError(f"addresses must be distinct: {text!r}")
     return addresses
 
 
-def _non_negative(text: str) -> float:
+def _number(text: str, check: Callable[[str, object], float], rule: str) -> float:
+    """``text`` as a float that passes the codec's ``check``, or an argparse error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0: {text!r}")
-    return value
+    try:
+        return check("value", value)
+    except ServomexValidationError:
+        raise argparse.ArgumentTypeError(f"{rule}: {text!r}") from None
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, check_non_negative, "must be ≥ 0")
 
 
 def _positive(text: str) -> float:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}")
-    return value
+    return _number(text, check_positive, "must be > 0")
 
 
 def register(subparsers: Any) -> None:
@@ -134,10 +145,11 @@ async def _serve(args: argparse.Namespace) -> int:
     import anyio
 
     from ..codec.models import ProtocolKind, SerialSettings
+    from ..codec.options import parse_protocol
     from ..sim import SimConfig, serve_pty, serve_tcp
 
     config = SimConfig(
-        mode=ProtocolKind(args.mode),
+        mode=parse_protocol(args.mode),
         addresses=args.address,
         noisy=not args.no_noise,
         seed=args.seed,

@@ -24,17 +24,18 @@ or loop back: :class:`ServomexProtocolUnsupportedError`, a :class:`ServomexCapab
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 import anyio.abc
 import anyio.lowlevel
 
+from ..codec.checks import check_group
 from ..codec.errors import (
     ErrorContext,
     ServomexConfirmationRequiredError,
@@ -62,6 +63,14 @@ from ..codec.models import (
     capabilities,
     capability_set,
 )
+from ..codec.options import (
+    DEFAULT_EXPECTED_PERIOD,
+    DEFAULT_INTER_FRAME_IDLE,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    ConnectionOptions,
+    parse_protocol,
+)
 from ..transport import Transport, open_transport
 from .auto import (
     DEFAULT_LISTEN_FLOOR,
@@ -71,7 +80,7 @@ from .auto import (
 )
 from .continuous import ContinuousClient
 from .hub import FrameHub, Subscription
-from .modbus import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES, ModbusClient, ModbusLine
+from .modbus import ModbusClient, ModbusLine
 from .owner import PortOwner
 from .session import StreamingSession
 
@@ -80,9 +89,17 @@ __all__ = ["Analyzer", "open_continuous", "open_device"]
 _LOGGER = logging.getLogger(__name__)
 
 
-def _check_positive(name: str, value: float) -> None:
-    if isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
-        raise ServomexValidationError(f"{name} must be a positive number, not {value!r}")
+def _port_name(port: object) -> str:
+    """The port string of what an Analyzer talks through, or a validation error."""
+    if isinstance(port, str):
+        return port
+    if isinstance(port, ModbusLine):
+        return port.port
+    if isinstance(port, anyio.abc.ByteStream):
+        return str(getattr(port, "port", "") or "")
+    raise ServomexValidationError(
+        f"port must be a port string, an open Transport or a ModbusLine, not {port!r}"
+    )
 
 
 class Analyzer:
@@ -100,48 +117,69 @@ class Analyzer:
         protocol: ProtocolKind | str = ProtocolKind.AUTO,
         address: int = 1,
         serial_settings: SerialSettings | None = None,
-        timeout: float = 1.0,
+        timeout: float = DEFAULT_TIMEOUT,
         identify: bool = True,
-        expected_period: float = 2.0,
+        expected_period: float = DEFAULT_EXPECTED_PERIOD,
         name: str | None = None,
         inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
         retries: int = DEFAULT_RETRIES,
     ) -> None:
-        requested = ProtocolKind.parse(protocol)
-        if isinstance(address, bool) or not isinstance(address, int) or not 1 <= address <= 247:
-            raise ServomexValidationError(f"Modbus slave address must be 1–247, not {address!r}")
-        _check_positive("timeout", timeout)
-        _check_positive("expected_period", expected_period)
-        if inter_frame_idle < 0 or retries < 0:
-            raise ServomexValidationError("inter_frame_idle and retries must not be negative")
-        if isinstance(port, ModbusLine):
-            if requested is ProtocolKind.AUTO:
-                requested = port.protocol
-            if requested is not port.protocol:
+        port_name = _port_name(port)
+        options = ConnectionOptions(
+            port_name,
+            protocol=parse_protocol(protocol, context=ErrorContext(port=port_name or None)),
+            address=address,
+            serial_settings=serial_settings,
+            timeout=timeout,
+            inter_frame_idle=inter_frame_idle,
+            retries=retries,
+            identify=identify,
+            expected_period=expected_period,
+        )
+        self._setup(port, options, name)
+
+    @classmethod
+    def from_options(
+        cls,
+        options: ConnectionOptions,
+        *,
+        source: Transport | ModbusLine | None = None,
+        name: str | None = None,
+    ) -> Analyzer:
+        """An Analyzer for ``options`` (checked when they were built), not opened yet.
+
+        ``source`` is an open :class:`Transport` or a shared :class:`ModbusLine` to use
+        instead of opening ``options.port``; ``name`` is the name samples carry (default:
+        the port). The keyword arguments of ``Analyzer(...)`` build the same options.
+        """
+        if not isinstance(options, ConnectionOptions):
+            raise ServomexValidationError(f"options must be a ConnectionOptions, not {options!r}")
+        analyzer = cls.__new__(cls)
+        analyzer._setup(options.port if source is None else source, options, name)
+        return analyzer
+
+    def _setup(
+        self,
+        source: str | Transport | ModbusLine,
+        options: ConnectionOptions,
+        name: str | None,
+    ) -> None:
+        source_name = _port_name(source)  # refuses a source of the wrong type
+        port_name = options.port or source_name
+        if isinstance(source, ModbusLine):
+            if options.protocol is ProtocolKind.AUTO:
+                options = replace(options, protocol=source.protocol)
+            if options.protocol is not source.protocol:
                 raise ServomexValidationError(
-                    f"a shared {port.protocol.value} line cannot be used as {requested.value}"
+                    f"a shared {source.protocol.value} line cannot be used as "
+                    f"{options.protocol.value}",
+                    context=ErrorContext(port=port_name or None, address=options.address),
                 )
-            port_name = port.port
-        elif isinstance(port, str):
-            port_name = port
-        elif isinstance(port, anyio.abc.ByteStream):
-            port_name = str(getattr(port, "port", "") or "")
-        else:
-            raise ServomexValidationError(
-                f"port must be a port string, an open Transport or a ModbusLine, not {port!r}"
-            )
-        self._source = port
-        self._requested = requested
-        self._address = address
-        self._serial_settings = serial_settings
-        self.timeout = timeout
-        self.expected_period = expected_period
-        self._identify_on_open = identify
-        self.inter_frame_idle = inter_frame_idle
-        self.retries = retries
+        self._source = source
+        self._options = options
         self._port = port_name
         self._name = name or port_name or "servomex"
-        self._protocol: ProtocolKind = requested
+        self._protocol: ProtocolKind = options.protocol
         self._stack: AsyncExitStack | None = None
         self._hub = FrameHub()
         self._transport: anyio.abc.ByteStream | None = None
@@ -155,6 +193,31 @@ class Analyzer:
     # --- identity and state ---------------------------------------------------------------
 
     @property
+    def options(self) -> ConnectionOptions:
+        """The connection options this Analyzer was built with (``protocol`` as requested)."""
+        return self._options
+
+    @property
+    def timeout(self) -> float:
+        """Default per-call and first-frame timeout, in seconds."""
+        return self._options.timeout
+
+    @property
+    def expected_period(self) -> float:
+        """Seconds between two continuous-mode broadcasts."""
+        return self._options.expected_period
+
+    @property
+    def inter_frame_idle(self) -> float:
+        """Line silence before each Modbus request, in seconds."""
+        return self._options.inter_frame_idle
+
+    @property
+    def retries(self) -> int:
+        """Extra attempts of a Modbus read on the line this Analyzer opens."""
+        return self._options.retries
+
+    @property
     def protocol(self) -> ProtocolKind:
         """The mode in use (``AUTO`` only before opening)."""
         return self._protocol
@@ -162,7 +225,7 @@ class Analyzer:
     @property
     def address(self) -> int | None:
         """The Modbus slave address (``None`` in continuous mode, which has none)."""
-        return None if self._protocol is ProtocolKind.CONTINUOUS_ASCII else self._address
+        return None if self._protocol is ProtocolKind.CONTINUOUS_ASCII else self._options.address
 
     @property
     def port(self) -> str:
@@ -252,27 +315,28 @@ class Analyzer:
 
     async def _open_with(self, stack: AsyncExitStack) -> None:
         source = self._source
+        options = self._options
         if isinstance(source, ModbusLine):
             self._transport = source.transport
-            self._modbus = ModbusClient(source, self._address)
+            self._modbus = ModbusClient(source, options.address)
         else:
             if isinstance(source, str):
                 transport: anyio.abc.ByteStream = await open_transport(
-                    source, self._serial_settings
+                    source, options.serial_settings
                 )
                 stack.push_async_callback(transport.aclose)
             else:
-                transport = source
+                transport = cast("anyio.abc.ByteStream", source)  # checked by _port_name
             self._transport = transport
             owner = await stack.enter_async_context(
-                PortOwner(port=self._port, protocol=self._requested.value)
+                PortOwner(port=self._port, protocol=options.protocol.value)
             )
-            protocol = self._requested
+            protocol = options.protocol
             if protocol is ProtocolKind.AUTO:
                 self._detection = await detect_protocol(
                     transport,
                     owner,
-                    address=self._address,
+                    address=options.address,
                     expected_period=self.expected_period,
                     listen_floor=max(self.timeout, DEFAULT_LISTEN_FLOOR),
                     probe_timeout=min(self.timeout, DEFAULT_PROBE_TIMEOUT),
@@ -305,11 +369,11 @@ class Analyzer:
                         port=self._port,
                     )
                 )
-                self._modbus = ModbusClient(line, self._address)
+                self._modbus = ModbusClient(line, options.address)
         if self._modbus is not None:
             self._protocol = self._modbus.protocol
         self._open = True
-        if self._identify_on_open:
+        if options.identify:
             await self.identify()
 
     async def __aexit__(
@@ -379,11 +443,7 @@ class Analyzer:
         return cid
 
     def _group(self, group: int) -> int:
-        if isinstance(group, bool) or not isinstance(group, int) or not 1 <= group <= 4:
-            raise ServomexValidationError(
-                f"calibration group must be 1–4, not {group!r}", context=self._context()
-            )
-        return group
+        return check_group(group, context=self._context())
 
     def _link_lost(self, error: ServomexConnectionError) -> None:
         self._hub.close(error)

@@ -18,39 +18,47 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskStatus
 
-from ..codec.errors import ErrorContext, ServomexConfigurationError, ServomexValidationError
-from ..codec.models import ProtocolKind, SerialSettings
+from ..codec.errors import ErrorContext, ServomexConfigurationError
+from ..codec.models import ProtocolKind
+from ..codec.options import ConnectionOptions
 from ..transport import Transport, open_transport
 from .modbus import ModbusLine
 
-__all__ = ["LinePool", "SharedLine", "line_address", "line_protocol"]
+__all__ = ["LinePool", "SharedLine", "check_line_protocol"]
 
 _LOGGER = logging.getLogger("ophyd_servomex.driver.manager")
 
 
 @dataclass(eq=False, slots=True)
 class SharedLine:
-    """One shared port: its transport, Modbus line and the task that keeps them open."""
+    """One shared port: its transport, Modbus line and the task that keeps them open.
+
+    ``options`` are those of the analyser that opened the line: its protocol, serial
+    settings, timeout, idle gap and retries hold for every analyser on it.
+    """
 
     key: str | Transport
-    port: str
-    protocol: ProtocolKind
-    serial_settings: SerialSettings | None
-    timeout: float
-    inter_frame_idle: float
+    options: ConnectionOptions
     stop: anyio.Event = field(default_factory=anyio.Event)
     done: anyio.Event = field(default_factory=anyio.Event)
     modbus: ModbusLine | None = None
     addresses: set[int] = field(default_factory=set)
     users: int = 0
 
+    @property
+    def port(self) -> str:
+        """The port string (``""`` for a transport without one)."""
+        return self.options.port
 
-def line_protocol(protocol: ProtocolKind | str, port: str) -> ProtocolKind:
-    """The Modbus mode of a shared line; continuous mode and AUTO cannot share one."""
-    try:
-        kind = ProtocolKind.parse(protocol)
-    except ServomexValidationError as exc:
-        raise exc.with_context(port=port or None) from None
+    @property
+    def protocol(self) -> ProtocolKind:
+        """The line's Modbus mode."""
+        return self.options.protocol
+
+
+def check_line_protocol(options: ConnectionOptions) -> None:
+    """Refuse continuous mode and AUTO: only a Modbus mode can share a line."""
+    kind = options.protocol
     if not kind.is_modbus:
         why = (
             "AUTO detection probes the line with its own traffic and cannot run on a shared "
@@ -61,26 +69,14 @@ def line_protocol(protocol: ProtocolKind | str, port: str) -> ProtocolKind:
         )
         raise ServomexConfigurationError(
             f"the manager handles Modbus RTU or ASCII analysers only, not {kind.value}: {why}",
-            context=ErrorContext(port=port or None, protocol=kind.value),
+            context=ErrorContext(port=options.port or None, protocol=kind.value),
         )
-    return kind
-
-
-def line_address(address: int | None, port: str, protocol: ProtocolKind) -> int:
-    """A slave address 1–247, or :class:`ServomexValidationError`."""
-    if isinstance(address, bool) or not isinstance(address, int) or not 1 <= address <= 247:
-        raise ServomexValidationError(
-            f"each analyser on a line needs its Modbus slave address 1–247, not {address!r}",
-            context=ErrorContext(port=port or None, protocol=protocol.value),
-        )
-    return address
 
 
 class LinePool:
     """Open lines by port (or transport), shared by the analysers on them."""
 
-    def __init__(self, *, retries: int) -> None:
-        self.retries = retries
+    def __init__(self) -> None:
         self._lines: dict[str | Transport, SharedLine] = {}
         self._lock = anyio.Lock()
 
@@ -93,38 +89,31 @@ class LinePool:
         self,
         task_group: anyio.abc.TaskGroup,
         source: str | Transport,
-        *,
-        protocol: ProtocolKind,
-        address: int,
-        serial_settings: SerialSettings | None,
-        timeout: float,  # noqa: ASYNC109 (the line's per-attempt timeout, not a deadline)
-        inter_frame_idle: float,
+        options: ConnectionOptions,
     ) -> SharedLine:
-        """The line for ``source`` (opened in ``task_group`` if new), with ``address`` taken.
+        """The line for ``source`` (opened in ``task_group`` with ``options`` if new), with
+        ``options.address`` taken.
 
         Raises:
             ServomexConfigurationError: the open line runs another protocol or settings, or
                 the address is already used on it.
             ServomexConnectionError: the port cannot be opened.
         """
-        port = source if isinstance(source, str) else str(getattr(source, "port", "") or "")
+        port = options.port
+        address = options.address
         async with self._lock:
             line = self._lines.get(source)
             if line is None:
-                line = SharedLine(
-                    source, port, protocol, serial_settings, timeout, inter_frame_idle
-                )
+                line = SharedLine(source, options)
                 await task_group.start(self._serve, line)
                 self._lines[source] = line
             else:
-                _check_compatible(line, protocol, serial_settings, timeout)
+                _check_compatible(line, options)
             if address in line.addresses:
                 raise ServomexConfigurationError(
                     f"address {address} is already used on {port or 'this line'}: every "
                     "analyser on a multidrop line needs its own slave address",
-                    context=ErrorContext(
-                        port=port or None, protocol=protocol.value, address=address
-                    ),
+                    context=options.context,
                 )
             line.addresses.add(address)
             line.users += 1
@@ -156,9 +145,10 @@ class LinePool:
     ) -> None:
         """Hold one line open (its transport, Modbus line and owner) until it is stopped."""
         key = line.key
+        options = line.options
         owned = isinstance(key, str)
         transport: anyio.abc.ByteStream = (
-            await open_transport(key, line.serial_settings)
+            await open_transport(key, options.serial_settings)
             if isinstance(key, str)
             else cast("anyio.abc.ByteStream", key)  # checked by the manager's add()
         )
@@ -166,11 +156,11 @@ class LinePool:
         try:
             async with ModbusLine(
                 transport,
-                protocol=line.protocol,
-                timeout=line.timeout,
-                retries=self.retries,
-                inter_frame_idle=line.inter_frame_idle,
-                port=line.port,
+                protocol=options.protocol,
+                timeout=options.timeout,
+                retries=options.retries,
+                inter_frame_idle=options.inter_frame_idle,
+                port=options.port,
             ) as modbus:
                 line.modbus = modbus
                 started = True
@@ -189,29 +179,25 @@ class LinePool:
                 line.done.set()  # only now is the port free for others
 
 
-def _check_compatible(
-    line: SharedLine,
-    protocol: ProtocolKind,
-    serial_settings: SerialSettings | None,
-    timeout: float,
-) -> None:
+def _check_compatible(line: SharedLine, options: ConnectionOptions) -> None:
+    opened = line.options
     context = ErrorContext(port=line.port or None, protocol=line.protocol.value)
-    if protocol is not line.protocol:
+    if options.protocol is not opened.protocol:
         raise ServomexConfigurationError(
-            f"{line.port or 'this line'} is open in {line.protocol.value}; an analyser on "
-            f"the same line cannot use {protocol.value}",
+            f"{line.port or 'this line'} is open in {opened.protocol.value}; an analyser on "
+            f"the same line cannot use {options.protocol.value}",
             context=context,
         )
-    if serial_settings is not None and serial_settings != line.serial_settings:
+    if options.serial_settings is not None and options.serial_settings != opened.serial_settings:
         raise ServomexConfigurationError(
-            f"{line.port or 'this line'} is open with {line.serial_settings}; one line "
-            f"cannot also run {serial_settings}",
+            f"{line.port or 'this line'} is open with {opened.serial_settings}; one line "
+            f"cannot also run {options.serial_settings}",
             context=context,
         )
-    if timeout != line.timeout:
+    if options.timeout != opened.timeout:
         _LOGGER.warning(
             "%s: the line's timeout is %s s (set by its first analyser); ignoring %s s",
             line.port,
-            line.timeout,
-            timeout,
+            opened.timeout,
+            options.timeout,
         )

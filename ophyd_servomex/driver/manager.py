@@ -51,6 +51,7 @@ from typing import Literal, Self, cast, overload
 import anyio
 import anyio.abc
 
+from ..codec.checks import check_count, check_non_negative
 from ..codec.errors import (
     ErrorContext,
     ServomexConfigurationError,
@@ -58,10 +59,16 @@ from ..codec.errors import (
     ServomexValidationError,
 )
 from ..codec.models import Frame, ProtocolKind, Sample, SerialSettings
+from ..codec.options import (
+    DEFAULT_INTER_FRAME_IDLE,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    ConnectionOptions,
+    parse_protocol,
+)
 from ..transport import Transport
 from .analyzer import Analyzer
-from .lines import LinePool, SharedLine, line_address, line_protocol
-from .modbus import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES
+from .lines import LinePool, SharedLine, check_line_protocol
 from .results import DeviceErrors, DeviceResult, ErrorPolicy, raise_failures
 
 __all__ = ["DeviceErrors", "DeviceResult", "ErrorPolicy", "ServomexManager"]
@@ -113,14 +120,12 @@ class ServomexManager:
         inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
         identify: bool = True,
     ) -> None:
-        if retries < 0 or inter_frame_idle < 0:
-            raise ServomexValidationError("retries and inter_frame_idle must not be negative")
-        self.retries = retries
-        self.inter_frame_idle = inter_frame_idle
+        self.retries = check_count("retries", retries)
+        self.inter_frame_idle = check_non_negative("inter_frame_idle", inter_frame_idle)
         self.identify = identify
         self._entries: dict[str, _Entry] = {}
         self._reserved: set[str] = set()
-        self._lines = LinePool(retries=retries)
+        self._lines = LinePool()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._entered = False
         self._closed = False
@@ -238,7 +243,7 @@ class ServomexManager:
         protocol: ProtocolKind = ProtocolKind.MODBUS_RTU,
         address: int = 1,
         serial_settings: SerialSettings | None = None,
-        timeout: float = 1.0,  # noqa: ASYNC109 (per Modbus attempt, not a deadline)
+        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (per Modbus attempt, not a deadline)
     ) -> Analyzer:
         """Register an analyser under ``name`` and return its (open) :class:`Analyzer`.
 
@@ -274,21 +279,23 @@ class ServomexManager:
                 f"source must be a port string, an open Transport or an Analyzer, not {source!r}"
             )
         port = source if isinstance(source, str) else str(getattr(source, "port", "") or "")
-        kind = line_protocol(protocol, port)
-        slave = line_address(address, port, kind)
+        options = ConnectionOptions(
+            port,
+            protocol=parse_protocol(protocol, context=ErrorContext(port=port or None)),
+            address=address,
+            serial_settings=serial_settings,
+            timeout=timeout,
+            inter_frame_idle=self.inter_frame_idle,
+            retries=self.retries,
+            identify=self.identify,
+        )
+        check_line_protocol(options)
+        slave = options.address
         self._reserved.add(name)
         try:
-            line = await self._lines.acquire(
-                task_group,
-                source,
-                protocol=kind,
-                address=slave,
-                serial_settings=serial_settings,
-                timeout=timeout,
-                inter_frame_idle=self.inter_frame_idle,
-            )
+            line = await self._lines.acquire(task_group, source, options)
             try:
-                analyzer = await self._open_analyzer(name, line, slave, self.identify)
+                analyzer = await self._open_analyzer(name, line, options)
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await self._lines.release(line, slave)
@@ -313,18 +320,16 @@ class ServomexManager:
         return analyzer
 
     async def _open_analyzer(
-        self, name: str, line: SharedLine, address: int, identify: bool
+        self, name: str, line: SharedLine, options: ConnectionOptions
     ) -> Analyzer:
+        """Open ``name``'s Analyzer on the shared line: the line's options (its first
+        analyser's timeout, settings and idle gap), with this analyser's address."""
         assert line.modbus is not None
-        analyzer = Analyzer(
-            line.modbus,
-            protocol=line.protocol,
-            address=address,
-            timeout=line.timeout,
-            identify=identify,
+        address = options.address
+        analyzer = Analyzer.from_options(
+            replace(line.options, address=address, identify=options.identify),
+            source=line.modbus,
             name=name,
-            inter_frame_idle=line.inter_frame_idle,
-            retries=self.retries,
         )
         try:
             await analyzer.__aenter__()

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 from anymodbus.exceptions import ModbusError
 
+from ..codec.checks import check_address, check_group
 from ..codec.errors import (
     ErrorContext,
     ServomexConnectionError,
@@ -166,14 +167,11 @@ class ModbusClient:
     """
 
     def __init__(self, line: ModbusLine, address: int) -> None:
-        if isinstance(address, bool) or not 1 <= address <= 247:
-            raise ServomexValidationError(
-                f"Modbus slave address must be 1–247, not {address!r}",
-                context=ErrorContext(port=line.port or None, protocol=line.protocol.value),
-            )
+        self.address = check_address(
+            address, context=ErrorContext(port=line.port or None, protocol=line.protocol.value)
+        )
         self.line = line
-        self.address = address
-        self._slave = line.slave(address)
+        self._slave = line.slave(self.address)
         self._plan: tuple[ReadRequest, ...] | None = None
         self.fallback_channels: tuple[ChannelId, ...] | None = None
         """Set once the unit refused a broad span and the gap-free plan took over."""
@@ -487,7 +485,7 @@ class ModbusClient:
 
     async def start_calibration(self, group: int) -> PulseResult:
         """Pulse the start coil of autocal group 1–4 (no gates here: the Analyzer has them)."""
-        return await self.pulse_coil(CAL_START_COIL[group])
+        return await self.pulse_coil(CAL_START_COIL[check_group(group)])
 
     async def stop_calibration(self) -> PulseResult:
         """Pulse the stop-all coil."""

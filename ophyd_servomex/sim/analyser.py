@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
+from ..codec.checks import check_address, check_group, check_positive
 from ..codec.errors import ServomexValidationError
 from ..codec.models import (
     AnalyserStatus,
@@ -83,10 +84,8 @@ class SimAnalyser:
         cal_groups: Mapping[int, Iterable[ChannelId | str]] | None = None,
         analyser_clock: Callable[[], datetime] | None = None,
     ) -> None:
-        if not 1 <= address <= 247:
-            raise ServomexValidationError(f"Modbus slave address must be 1–247, not {address!r}")
-        if not time_scale > 0 or math.isinf(time_scale):
-            raise ServomexValidationError(f"time scale must be a positive number: {time_scale!r}")
+        address = check_address(address)
+        time_scale = check_positive("time_scale", time_scale)
         configs = tuple(bench_channels() if channels is None else channels)
         by_id: dict[ChannelId, SimChannel] = {}
         for config in configs:
@@ -124,9 +123,8 @@ class SimAnalyser:
             transducers = [c for c in self._channels if c.kind is ChannelKind.TRANSDUCER]
             return {1: frozenset(transducers), 2: frozenset(), 3: frozenset(), 4: frozenset()}
         groups: dict[int, frozenset[ChannelId]] = {g: frozenset() for g in (1, 2, 3, 4)}
-        for group, members in cal_groups.items():
-            if group not in groups:
-                raise ServomexValidationError(f"calibration group must be 1–4, not {group!r}")
+        for key, members in cal_groups.items():
+            group = check_group(key)
             ids = frozenset(ChannelId.parse(c) for c in members)
             unknown = sorted(c.value for c in ids - self._channels.keys())
             if unknown:
@@ -370,9 +368,7 @@ class SimAnalyser:
 
     def group_members(self, group: int) -> frozenset[ChannelId]:
         """The channels autocal group ``group`` calibrates."""
-        if group not in self._groups:
-            raise ServomexValidationError(f"calibration group must be 1–4, not {group!r}")
-        return self._groups[group]
+        return self._groups[check_group(group)]
 
 
 def _local_time() -> datetime:

@@ -32,9 +32,17 @@ This module holds :class:`Servomex` and re-exports the rest: :class:`SyncAnalyze
 
 from __future__ import annotations
 
-from ..codec.errors import ServomexConfigurationError
+from ..codec.errors import ErrorContext, ServomexConfigurationError
 from ..codec.models import ProtocolKind, SerialSettings
-from ..driver import DEFAULT_INTER_FRAME_IDLE, DEFAULT_RETRIES, Analyzer
+from ..codec.options import (
+    DEFAULT_EXPECTED_PERIOD,
+    DEFAULT_INTER_FRAME_IDLE,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    ConnectionOptions,
+    parse_protocol,
+)
+from ..driver import Analyzer
 from ._portal import _closer, _PortalThread, _refuse_in_loop
 from .analyzer import SyncAnalyzer
 from .manager import SyncManager
@@ -53,9 +61,9 @@ class Servomex:
         protocol: ProtocolKind | str = ProtocolKind.AUTO,
         address: int = 1,
         serial_settings: SerialSettings | None = None,
-        timeout: float = 1.0,
+        timeout: float = DEFAULT_TIMEOUT,
         identify: bool = True,
-        expected_period: float = 2.0,
+        expected_period: float = DEFAULT_EXPECTED_PERIOD,
         name: str | None = None,
         inter_frame_idle: float = DEFAULT_INTER_FRAME_IDLE,
         retries: int = DEFAULT_RETRIES,
@@ -65,6 +73,7 @@ class Servomex:
 
         Raises:
             ServomexConfigurationError: called from a thread that runs an event loop.
+            ServomexValidationError: a bad argument (before any thread is started).
             ServomexConnectionError, ServomexTimeoutError: as ``open_device``.
         """
         _refuse_in_loop("Servomex.open")
@@ -72,22 +81,20 @@ class Servomex:
             raise ServomexConfigurationError(
                 "Servomex.open takes a port string: a Transport belongs to another event loop"
             )
+        options = ConnectionOptions(
+            port,
+            protocol=parse_protocol(protocol, context=ErrorContext(port=port or None)),
+            address=address,
+            serial_settings=serial_settings,
+            timeout=timeout,
+            inter_frame_idle=inter_frame_idle,
+            retries=retries,
+            identify=identify,
+            expected_period=expected_period,
+        )
         thread = _PortalThread(f"servomex-sync {port}")
         try:
-            cm = thread.portal.wrap_async_context_manager(
-                Analyzer(
-                    port,
-                    protocol=protocol,
-                    address=address,
-                    serial_settings=serial_settings,
-                    timeout=timeout,
-                    identify=identify,
-                    expected_period=expected_period,
-                    name=name,
-                    inter_frame_idle=inter_frame_idle,
-                    retries=retries,
-                )
-            )
+            cm = thread.portal.wrap_async_context_manager(Analyzer.from_options(options, name=name))
             analyzer = cm.__enter__()
         except BaseException:
             thread.stop()
