@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Result", "discover", "format_table", "main", "side_by_side"]
+__all__ = ["Result", "discover", "format_table", "interleaved", "main", "side_by_side"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,23 @@ def side_by_side(cases: dict[str, Callable[[], object]], *, quick: bool) -> dict
     return best
 
 
+def interleaved(cases: dict[str, Callable[[], float]], *, rounds: int) -> dict[str, float]:
+    """The best of ``rounds`` runs of each case, the cases taking turns round by round.
+
+    For cases too long to repeat in batches (a whole ``count()``): each case times itself
+    and returns its seconds, so its set-up stays out of the figure. The order rotates each
+    round, so no case always runs first (or right after a particular other one).
+    """
+    best = dict.fromkeys(cases, float("inf"))
+    names = list(cases)
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            gc.collect()  # no case pays for garbage another one left
+            best[name] = min(best[name], cases[name]())
+    return best
+
+
 def discover() -> list[str]:
     """Names of the benchmark modules (``bench_parse`` → ``parse``), sorted."""
     package = importlib.import_module(__package__ or "benchmarks")
@@ -98,6 +115,8 @@ def discover() -> list[str]:
 
 
 def _figure(value: float) -> str:
+    if isinstance(value, int):  # a count (fields, frames): no decimals
+        return f"{value:,}"
     if value != value or value in (float("inf"), float("-inf")):
         return str(value)
     if abs(value) >= 100:
