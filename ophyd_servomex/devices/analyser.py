@@ -188,7 +188,7 @@ class ServomexAnalyser(StandardReadable):
         )
         connector.bus = bus  # not an attribute of the device: it would become a child
         connector.device_label = self._label
-        self._hub = hub = connector.hub
+        self._hub = hub = connector.frames
         self._source = source = f"servomex://{port or 'mock'}?address={address}"
         ctx = ErrorContext(port=port or None, protocol=kind.value, address=address)
         self._channels: dict[ChannelId, ServomexChannel] = {}

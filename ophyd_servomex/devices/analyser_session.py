@@ -1,7 +1,10 @@
 """What the devices need from a driver session, and how one is opened.
 
 A *session* is the driver's :class:`~ophyd_servomex.driver.Analyzer` (or anything shaped
-like it): the devices only use the methods listed in :class:`AnalyserSession`. A
+like it): the devices only use the methods listed in :class:`AnalyserSession`. Frames come
+from the session's :attr:`AnalyserSession.hub`, on which the devices register one
+synchronous listener (see :mod:`ophyd_servomex.devices.frames`); ``poll`` publishes each
+frame there before returning it. A
 :data:`SessionFactory` opens one as an async context manager; the connector enters and
 leaves it inside its own long-lived owner task, so the driver's task groups are entered
 and exited in the same task, whatever task called ``connect()``.
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..codec.errors import ServomexValidationError
 from ..codec.models import (
@@ -21,6 +24,9 @@ from ..codec.models import (
     ProtocolKind,
     SerialSettings,
 )
+
+if TYPE_CHECKING:
+    from ..driver.hub import FrameHub
 
 __all__ = ["AnalyserSession", "SessionFactory", "device_session_factory", "parse_protocol"]
 
@@ -53,12 +59,16 @@ class AnalyserSession(Protocol):
         """Channel ids, names and units."""
         ...
 
-    async def poll(self, *, wait_fresh: bool = True) -> Frame:
-        """One frame (Modbus: a fresh sweep; continuous: the next broadcast, or the latest)."""
+    @property
+    def hub(self) -> FrameHub:
+        """Where every frame of the session is published (the driver's hub; closed, with
+        the error, when the link is lost)."""
         ...
 
-    def subscribe(self) -> Any:
-        """Every frame from now on, as an async iterator with ``close()``."""
+    async def poll(self, *, wait_fresh: bool = True, max_wait: float | None = None) -> Frame:
+        """One frame, published to :attr:`hub` before it is returned. Modbus: a fresh
+        sweep. Continuous: the next broadcast (``wait_fresh``; at most ``max_wait`` s, then
+        a ``ServomexTimeoutError``), or the latest one."""
         ...
 
     async def start_calibration(self, group: int, *, confirm: bool = False) -> Any:

@@ -1,20 +1,23 @@
-"""The analyser's ``DeviceConnector``: owns the driver session and feeds the frame hub.
+"""The analyser's ``DeviceConnector``: owns the driver session and follows its frames.
 
 ``connect_real`` starts one long-lived *owner task* that opens the session
 (the driver's ``Analyzer`` or a bus attachment), learns the channels (``identify``), takes a
-first frame, then keeps the hub fed until ``disconnect()``:
+first frame, then has the device's :class:`~ophyd_servomex.devices.frames.DeviceFrames`
+follow the session's frame hub until ``disconnect()``: one synchronous listener on the
+driver's hub, so every frame the driver publishes reaches the signals inside that publish,
+once, with no queue or task in between:
 
-* continuous mode — a pump publishes every broadcast frame the driver delivers;
-* Modbus mode — a background poll runs at ``poll_rate_hz`` (settable while running) while
-  anything is subscribed to the hub (a signal ``subscribe``, ``bps.monitor``), and idles
-  otherwise.
+* continuous mode — every broadcast frame, as the driver decodes it;
+* Modbus mode — every sweep, as the poll that made it ends: a ``trigger()``'s, and a
+  background poll's that runs at ``poll_rate_hz`` (settable while running) while anything
+  is subscribed (a signal ``subscribe``, ``bps.monitor``), and idles otherwise.
 
-**A lost link** (the driver's :class:`ServomexConnectionError`, or a raw ``OSError`` /
-``termios.error`` from the port, seen by the pump, the background poll or any action)
-ends the session at once: the port is released, the hub goes down (reads and actions fail
-fast with a :class:`ServomexConnectionError` naming the device and port and saying it is
-reconnecting; subscribers get the last frame again with alarm severity INVALID) and
-``link_state`` shows ``reconnecting``. The owner task then reopens the session on the
+**A lost link** (the driver's hub closing with a :class:`ServomexConnectionError`, or a
+``ServomexConnectionError`` / raw ``OSError`` / ``termios.error`` from the background poll
+or any action) ends the session at once: the port is released, the frames go down (reads
+and actions fail fast with a :class:`ServomexConnectionError` naming the device and port
+and saying it is reconnecting; subscribers get the last frame again with alarm severity
+INVALID) and ``link_state`` shows ``reconnecting``. The owner task then reopens the session on the
 :class:`~ophyd_servomex.devices.link.ReconnectPolicy` schedule until it works; the first
 frame after that is published as usual, so the next plan needs no manual step. A reconnect
 that finds a different channel set gives up (the device's children no longer match).
@@ -55,7 +58,7 @@ from ..codec.models import (
     ProtocolKind,
 )
 from .analyser_session import AnalyserSession, SessionFactory
-from .frames import DeviceFrames, FrameSnapshot
+from .frames import DeviceFrames
 from .link import ALARM_INVALID, PORT_ERRORS, LinkState, ReconnectPolicy, as_connection_error
 from .owner_task import OwnerHandle, fail_ready, start_owner
 
@@ -115,7 +118,10 @@ class ServomexConnector(DeviceConnector):
         before_connect: Callable[[float], Awaitable[None]] | None = None,
         reconnect: ReconnectPolicy | None = None,
     ) -> None:
-        self.hub = DeviceFrames(on_demand=self._on_demand, unavailable=self.unavailable, up=False)
+        self.frames = DeviceFrames(
+            on_demand=self._on_demand, unavailable=self.unavailable, up=False
+        )
+        """What the device's signals read: the snapshots of the session's frames."""
         self.port = port
         self.requested_protocol = protocol
         self.requested_address = address
@@ -351,7 +357,7 @@ class ServomexConnector(DeviceConnector):
         self._session = None
         self._attempt = 0
         self._retry_at = None
-        self.hub.mark_down()
+        self.frames.mark_down()
         self._set_link(LinkState.DISCONNECTED)
 
     # --- the owner task ------------------------------------------------------------------
@@ -382,7 +388,7 @@ class ServomexConnector(DeviceConnector):
                     return
                 if self.reconnect is None or isinstance(exc, ServomexConfigurationError):
                     _LOGGER.error("servomex session on %s ended: %s", self.port, exc)
-                    self.hub.mark_down()
+                    self.frames.mark_down()
                     self._set_link(LinkState.DISCONNECTED)
                     return
                 if exc is self._lost_cause:
@@ -401,7 +407,7 @@ class ServomexConnector(DeviceConnector):
             delay = self.reconnect.delay(self._attempt)
             self._retry_at = self._clock() + delay
             self._set_link(LinkState.RECONNECTING)
-            self.hub.mark_down()
+            self.frames.mark_down()
             await self._pause(delay, stop)
             self._retry_at = None
             self._attempt += 1
@@ -441,14 +447,21 @@ class ServomexConnector(DeviceConnector):
                         self._attempt + 1,
                     )
                 self._attempt = 0
-                self.hub.mark_up()
-                self.hub.publish(first, dropped_frames=session.dropped_frames)
+                self.frames.mark_up()
+                self.frames.publish(first, dropped_frames=session.dropped_frames)
+                # from here on every frame comes through the driver's hub; unfollowed
+                # before the session closes (the stack unwinds in reverse)
+                stack.callback(
+                    self.frames.follow(
+                        session.hub,
+                        dropped_frames=lambda: session.dropped_frames,
+                        on_close=functools.partial(self._hub_closed, session),
+                    )
+                )
                 self._set_link(LinkState.CONNECTED)
                 async with anyio.create_task_group() as tg:
                     if session.protocol.is_modbus:
                         tg.start_soon(self._poll_while_subscribed, session)
-                    else:
-                        tg.start_soon(self._pump_broadcast, session)
                     tg.start_soon(_cancel_when, stop, tg.cancel_scope)
                     tg.start_soon(_cancel_when, lost, tg.cancel_scope)
                     if not ready.done():
@@ -492,7 +505,7 @@ class ServomexConnector(DeviceConnector):
             if self.reconnect is not None:
                 self._retry_at = None
                 self._set_link(LinkState.RECONNECTING)
-            self.hub.mark_down()
+            self.frames.mark_down()
             lost.set()
             if self.bus is not None:  # the shared port is gone for every analyser on it
                 self.bus.line_lost(error, self)
@@ -500,27 +513,18 @@ class ServomexConnector(DeviceConnector):
             return self.unavailable()
         return error
 
-    async def _pump_broadcast(self, session: AnalyserSession) -> None:
-        subscription = session.subscribe()
-        try:
-            async for frame in subscription:
-                self.hub.publish(frame, dropped_frames=session.dropped_frames)
-        except PORT_ERRORS as exc:
-            self.link_lost(exc, session)
-            return
-        except ServomexError as exc:
-            self.link_lost(ServomexConnectionError(f"the broadcast failed: {exc}"), session)
-            return
-        finally:
-            close = getattr(subscription, "close", None)
-            if close is not None:
-                close()
-        self.link_lost(
-            ServomexConnectionError("the broadcast ended", context=self.context), session
-        )
+    def _hub_closed(self, session: AnalyserSession, error: ServomexError | None) -> None:
+        """The session's hub closed while followed: the link is gone (a clean close while
+        the session is held means the broadcast ended by itself)."""
+        if error is None:
+            error = ServomexConnectionError("the broadcast ended", context=self.context)
+        elif not isinstance(error, ServomexConnectionError):
+            error = ServomexConnectionError(f"the broadcast failed: {error}")
+        self.link_lost(error, session)
 
     async def _poll_while_subscribed(self, session: AnalyserSession) -> None:
-        """Poll at ``poll_rate_hz`` on an absolute schedule while anything listens.
+        """Poll at ``poll_rate_hz`` on an absolute schedule while anything listens; each
+        sweep reaches the signals through the session's hub.
 
         The period is read at every tick, so a new rate applies at once (a long wait is
         cut short when the rate changes). A poll that ends more than one period late
@@ -542,15 +546,13 @@ class ServomexConnector(DeviceConnector):
             else:
                 tick = now
             try:
-                frame = await session.poll()
+                await session.poll()  # published to the hub, so to the frames, by the driver
             except PORT_ERRORS as exc:  # the link is gone: end the session
                 self.link_lost(exc, session)
                 _LOGGER.error("background poll of %s lost the link: %s", self.port, exc)
                 return
             except ServomexError as exc:
                 _LOGGER.warning("background poll of %s failed: %s", self.port, exc)
-            else:
-                self.hub.publish(frame, dropped_frames=session.dropped_frames)
 
     def _on_demand(self, listeners: int) -> None:
         if listeners > 0:
@@ -575,26 +577,30 @@ class ServomexConnector(DeviceConnector):
             raise self.link_lost(exc, session) from exc
 
     async def refresh(self) -> None:
-        """Take one fresh frame for ``trigger()``: a sweep (Modbus) or the next broadcast."""
+        """Take one fresh frame for ``trigger()``: a sweep (Modbus) or the next broadcast.
+
+        Either way it is the session's ``poll``: the frame is published to the session's
+        hub, so it is already among the device's frames when the poll returns.
+        """
         session = self.session
         if session.protocol.is_modbus:
             frame = await self._act(lambda s: s.poll())
-            snapshot = self.hub.publish(frame, dropped_frames=session.dropped_frames)
-            if snapshot is None:  # a newer frame is already latest: still report ours
-                snapshot = FrameSnapshot(frame, self.hub.sequence, session.dropped_frames)
         else:
             wait = max(3.0 * self.expected_period, 0.5)
-            seen = self.hub.sequence
             try:
-                async with asyncio.timeout(wait):
-                    snapshot = await self.hub.next_snapshot(seen)
-            except TimeoutError:
+                frame = await session.poll(wait_fresh=True, max_wait=wait)
+            except ServomexTimeoutError:  # an OSError too, but no sign of a lost link
                 raise ServomexTimeoutError(
                     f"no broadcast frame within {wait:g} s; the analyser may have stopped "
                     "broadcasting or been switched to another mode",
                     context=self.context,
                 ) from None
-        self.hub.set_triggered(snapshot)
+            except PORT_ERRORS as exc:
+                raise self.link_lost(exc, session) from exc
+        # a newer frame may be latest already (a broadcast right after): still report ours
+        self.frames.set_triggered(
+            self.frames.snapshot_of(frame, dropped_frames=session.dropped_frames)
+        )
 
     async def start_calibration(self, group: int, confirm: bool) -> None:
         """Pulse the group's start coil."""

@@ -1,27 +1,34 @@
-"""The device-side frame hub: the latest frame of one analyser, fan-out, and read pinning.
+"""The device side of the frame path: what one analyser's signals read, and read pinning.
 
-Every signal of a :class:`~ophyd_servomex.devices.ServomexAnalyser` reads this hub and
-never does I/O. The connector publishes each frame the driver delivers (every continuous
-broadcast, every Modbus sweep); listeners (signal subscriptions, device monitors) are
-called synchronously on the event loop with the new :class:`FrameSnapshot`.
+Frames reach the devices through the driver's :class:`~ophyd_servomex.driver.FrameHub`
+alone: :meth:`DeviceFrames.follow` registers a synchronous listener on the session's hub, so
+every frame the driver publishes (each continuous broadcast as it is decoded, each Modbus
+sweep as the poll ends) becomes a :class:`FrameSnapshot` here inside the driver's own
+``publish`` call, with no queue and no task in between. The driver hub is the latest-frame
+cache; this class keeps only what the devices add to it: a snapshot number and the
+dropped-frame count with each frame, the snapshot a ``trigger()`` took, read pinning, and
+whether the link is up. Listeners (signal subscriptions, device monitors) are called
+synchronously on the event loop with each new snapshot. Every signal of a
+:class:`~ophyd_servomex.devices.ServomexAnalyser` reads this and never does I/O.
 
 **Pinning.** ``StandardReadable.read()`` reads its signals in separate tasks. Without
 care, a broadcast arriving half-way through would give half the fields from one frame and
-half from the next. :meth:`DeviceFrames.pinned` fixes one snapshot in a context variable for
-the duration of a read; the tasks that ``asyncio.gather`` creates copy the context, so
+half from the next. :meth:`DeviceFrames.pinned` fixes one snapshot in a context variable
+for the duration of a read; the tasks that ``asyncio.gather`` creates copy the context, so
 every signal of that read sees the same frame, whatever arrives meanwhile.
 
-**Down.** While the link is lost (or was never made) the hub is *down*:
-:meth:`DeviceFrames.current` and :meth:`DeviceFrames.pinned` give nothing (so every read raises
-the connector's :meth:`DeviceFrames.unavailable` error), waiters in
-:meth:`DeviceFrames.next_snapshot` fail at once, and listeners get the last frame once more as
-an *invalid* snapshot (``lost_at`` set: alarm severity INVALID, stamped with the moment
-the link was lost). The next published frame after :meth:`DeviceFrames.mark_up` is valid again.
+**Down.** While the link is lost (or was never made) the frames are *down*:
+:meth:`DeviceFrames.current` and :meth:`DeviceFrames.pinned` give nothing (so every read
+raises the connector's :meth:`DeviceFrames.unavailable` error), and listeners get the last
+frame once more as an *invalid* snapshot (``lost_at`` set: alarm severity INVALID, stamped
+with the moment the link was lost). The next published frame after
+:meth:`DeviceFrames.mark_up` is valid again.
+
+Waiting for the next frame is the driver's (``Analyzer.poll``); nothing here waits.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -29,9 +36,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from ..codec.errors import ServomexConnectionError, ServomexError
 from ..codec.models import Frame
+
+if TYPE_CHECKING:
+    from ..driver.hub import FrameHub, HubItem
 
 __all__ = ["DeviceFrames", "FrameListener", "FrameSnapshot"]
 
@@ -40,7 +51,7 @@ _LOGGER = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class FrameSnapshot:
-    """One published frame plus what the driver knew with it.
+    """One frame as the devices see it, plus what the driver knew with it.
 
     ``sequence`` grows by one per published frame (starting at 1), so a waiter can ask for
     "anything newer than the one I saw". ``dropped_frames`` is the driver's count of bad
@@ -68,7 +79,7 @@ class FrameSnapshot:
 FrameListener = Callable[[FrameSnapshot], None]
 """A synchronous callback run on the event loop for every published snapshot."""
 
-# hub id -> pinned snapshot. One module-level variable (ContextVars must not be created per
+# DeviceFrames id -> pinned snapshot. One module-level variable (ContextVars must not be created per
 # instance); the mapping is replaced, never mutated, so copied contexts stay independent.
 _PINNED: ContextVar[MappingProxyType[int, FrameSnapshot]] = ContextVar(
     "ophyd_servomex_pinned_frames", default=MappingProxyType({})
@@ -76,13 +87,13 @@ _PINNED: ContextVar[MappingProxyType[int, FrameSnapshot]] = ContextVar(
 
 
 class DeviceFrames:
-    """Latest frame, listeners and pinning for one analyser; all on one event loop.
+    """The snapshots, listeners and pinning of one analyser; all on one event loop.
 
     ``on_demand`` (optional) is called with the new listener count whenever a listener is
     added or removed; the connector uses it to run a background Modbus poll only while
     something is subscribed. ``unavailable`` (optional) builds the error a read raises
-    while the hub is down or has no frame yet; the connector's names the device, the port
-    and what the link is doing. ``up=False`` starts the hub down (a device that has not
+    while the frames are down or there is none yet; the connector's names the device, the
+    port and what the link is doing. ``up=False`` starts down (a device that has not
     connected yet).
     """
 
@@ -100,7 +111,6 @@ class DeviceFrames:
         self._listeners: dict[int, FrameListener] = {}
         self._next_key = 0
         self._sequence = 0
-        self._changed: asyncio.Event | None = None
         self.on_demand = on_demand
         self._unavailable = unavailable
 
@@ -139,7 +149,7 @@ class DeviceFrames:
 
     def current(self) -> FrameSnapshot | None:
         """What a signal reads now: the pinned snapshot in this context, else the latest
-        (``None`` while the hub is down and nothing is pinned)."""
+        (``None`` while down and nothing is pinned)."""
         pinned = _PINNED.get().get(id(self))
         if pinned is not None:
             return pinned
@@ -151,7 +161,7 @@ class DeviceFrames:
 
     def read_snapshot(self) -> FrameSnapshot | None:
         """What a device ``read()`` reports: the triggered snapshot if any, else the latest
-        (``None`` while the hub is down)."""
+        (``None`` while down)."""
         if self._down:
             return None
         return self._triggered if self._triggered is not None else self._latest
@@ -165,10 +175,10 @@ class DeviceFrames:
         self._triggered = None
 
     def mark_down(self) -> FrameSnapshot | None:
-        """The link is lost (or closed): reads raise :meth:`unavailable`, waiters fail.
+        """The link is lost (or closed): reads raise :meth:`unavailable`.
 
         Listeners get the last frame once more as an invalid snapshot (``lost_at`` now),
-        which is returned; nothing happens when the hub is already down.
+        which is returned; nothing happens when already down.
         """
         if self._down:
             return None
@@ -178,10 +188,30 @@ class DeviceFrames:
         if latest is not None:
             self._invalid = replace(latest, lost_at=time.time())
             self._notify(self._invalid)
-        self._wake()
         return self._invalid
 
     # --- publishing ---------------------------------------------------------------------
+
+    def follow(
+        self,
+        hub: FrameHub,
+        *,
+        dropped_frames: Callable[[], int],
+        on_close: Callable[[ServomexError | None], None],
+    ) -> Callable[[], None]:
+        """Take every frame ``hub`` publishes from now on, inside its ``publish`` call.
+
+        ``dropped_frames`` gives the driver's count to store with each snapshot;
+        ``on_close`` is told when the hub closes (with its error; ``None`` for a clean
+        close). Errors published in between (bad lines, failed polls) are not frames and
+        change nothing here. Returns the function that stops following.
+        """
+
+        def take(item: HubItem) -> None:
+            if isinstance(item, Frame):
+                self.publish(item, dropped_frames=dropped_frames())
+
+        return hub.add_listener(take, on_close=on_close)
 
     def publish(self, frame: Frame, *, dropped_frames: int = 0) -> FrameSnapshot | None:
         """Make ``frame`` the latest and notify every listener; returns the new snapshot.
@@ -199,8 +229,16 @@ class DeviceFrames:
         snapshot = FrameSnapshot(frame, self._sequence, dropped_frames)
         self._latest = snapshot
         self._notify(snapshot)
-        self._wake()
         return snapshot
+
+    def snapshot_of(self, frame: Frame, *, dropped_frames: int = 0) -> FrameSnapshot:
+        """The snapshot ``frame`` became (the latest, when it is that frame), else one made
+        for it with the current sequence: what a ``trigger()`` that took ``frame`` reports
+        when a newer frame overtook it."""
+        latest = self._latest
+        if latest is not None and latest.frame is frame:
+            return latest
+        return FrameSnapshot(frame, self._sequence, dropped_frames)
 
     def _notify(self, snapshot: FrameSnapshot) -> None:
         for key, listener in tuple(self._listeners.items()):
@@ -211,11 +249,6 @@ class DeviceFrames:
             except Exception:  # one bad subscriber must not starve the others
                 _LOGGER.exception("frame listener %r failed", listener)
 
-    def _wake(self) -> None:
-        changed, self._changed = self._changed, None
-        if changed is not None:
-            changed.set()
-
     def set_triggered(self, snapshot: FrameSnapshot | None) -> None:
         """Remember the snapshot a ``trigger()`` produced, for the next ``read()``."""
         self._triggered = snapshot
@@ -223,22 +256,6 @@ class DeviceFrames:
     def clear_trigger(self) -> None:
         """Forget the triggered snapshot (reads report the latest frame again)."""
         self._triggered = None
-
-    async def next_snapshot(self, after: int) -> FrameSnapshot:
-        """Wait for a snapshot whose sequence is greater than ``after``.
-
-        Raises :meth:`unavailable` at once while the hub is down (also when it goes down
-        during the wait), so a trigger never waits out its timeout on a dead link.
-        """
-        while True:
-            if self._down:
-                raise self.unavailable()
-            latest = self._latest
-            if latest is not None and latest.sequence > after:
-                return latest
-            if self._changed is None:
-                self._changed = asyncio.Event()
-            await self._changed.wait()
 
     # --- listeners ----------------------------------------------------------------------
 
@@ -270,7 +287,7 @@ class DeviceFrames:
     # --- pinning ------------------------------------------------------------------------
 
     def is_pinned(self) -> bool:
-        """True when a snapshot is pinned for this hub in the current context."""
+        """True when a snapshot is pinned for these frames in the current context."""
         return id(self) in _PINNED.get()
 
     @contextmanager
@@ -278,7 +295,7 @@ class DeviceFrames:
         """Fix one snapshot for every read in this context (re-entrant: an outer pin wins).
 
         ``snapshot`` defaults to :meth:`read_snapshot`. With no frame yet, or while the
-        hub is down, nothing is pinned (and reads raise :meth:`unavailable`).
+        frames are down, nothing is pinned (and reads raise :meth:`unavailable`).
         """
         pins = _PINNED.get()
         existing = pins.get(id(self))

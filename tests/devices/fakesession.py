@@ -1,14 +1,25 @@
-"""A scripted stand-in for the driver's Analyzer, for deterministic connector tests."""
+"""A scripted stand-in for the driver's Analyzer, for deterministic connector tests.
+
+Like the Analyzer it publishes every frame to a real driver :class:`FrameHub` (a new one
+each time it is opened, closed when it is closed or the link is lost): a Modbus ``poll``
+publishes its sweep, ``broadcast`` publishes a continuous frame, and a continuous ``poll``
+waits on the hub for the next one.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from ophyd_servomex.codec.errors import ErrorContext, ServomexConnectionError
+import anyio
+
+from ophyd_servomex.codec.errors import (
+    ErrorContext,
+    ServomexConnectionError,
+    ServomexTimeoutError,
+)
 from ophyd_servomex.codec.models import (
     AnalyserStatus,
     CalGroupState,
@@ -22,6 +33,7 @@ from ophyd_servomex.codec.models import (
     Unit,
 )
 from ophyd_servomex.devices import AnalyserSession, SessionFactory
+from ophyd_servomex.driver import FrameHub
 
 BENCH = (
     ChannelInfo(ChannelId.I1, "Oxygen", Unit.PERCENT, "%"),
@@ -54,29 +66,6 @@ def make_frame(
     )
 
 
-class FakeSubscription:
-    """An async iterator of frames with close(), like the driver's Subscription."""
-
-    def __init__(self, session: FakeSession) -> None:
-        self.queue: asyncio.Queue[Frame | BaseException] = asyncio.Queue()
-        self._session = session
-        self.closed = False
-
-    def __aiter__(self) -> FakeSubscription:
-        return self
-
-    async def __anext__(self) -> Frame:
-        item = await self.queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self.closed = True
-        if self in self._session.subscriptions:
-            self._session.subscriptions.remove(self)
-
-
 class FakeSession(AnalyserSession):
     """Answers like an Analyzer from a script; records every call."""
 
@@ -89,7 +78,10 @@ class FakeSession(AnalyserSession):
         self.channels = channels
         self.value = 1.0
         self.calls: list[tuple[str, Any]] = []
-        self.subscriptions: list[FakeSubscription] = []
+        self._hub = FrameHub()
+        self._hub.close()  # a new, open one each time the session is opened
+        self.published = 0
+        """Frames published to the hub (every poll and broadcast, once each)."""
         self.phases: list[CalPhase] = []
         self.opened = 0
         self.closed = 0
@@ -111,6 +103,15 @@ class FakeSession(AnalyserSession):
     def dropped_frames(self) -> int:
         return 7
 
+    @property
+    def hub(self) -> FrameHub:
+        return self._hub
+
+    @property
+    def listening(self) -> bool:
+        """True while the session is open and something listens on its hub."""
+        return not self._hub.closed and self._hub.listener_count > 0
+
     def frame(self) -> Frame:
         return make_frame(self.value, channels=self.channels, protocol=self._protocol)
 
@@ -118,30 +119,44 @@ class FakeSession(AnalyserSession):
         self.calls.append(("identify", None))
         return DeviceInfo(self.port, self._protocol, self.address, self.channels)
 
-    async def poll(self, *, wait_fresh: bool = True) -> Frame:
-        self.calls.append(("poll", wait_fresh))
-        self.value += 1.0
-        return self.frame()
+    def _publish(self, frame: Frame) -> Frame:
+        self.published += 1
+        self._hub.publish(frame)
+        return frame
 
-    def subscribe(self) -> FakeSubscription:
-        sub = FakeSubscription(self)
-        self.subscriptions.append(sub)
-        return sub
+    async def poll(self, *, wait_fresh: bool = True, max_wait: float | None = None) -> Frame:
+        self.calls.append(("poll", wait_fresh))
+        if self._protocol.is_modbus:
+            self.value += 1.0
+            return self._publish(self.frame())
+        hub = self._hub
+        if not wait_fresh:
+            if hub.latest is None:  # connecting: the unit's first broadcast
+                self.value += 1.0
+                return self._publish(self.frame())
+            return hub.latest
+        version = hub.version
+        with anyio.move_on_after(1.0 if max_wait is None else max_wait):
+            while hub.version == version:
+                if hub.closed:
+                    raise hub.terminal_error or ServomexConnectionError("closed")
+                await hub.wait_change()
+            assert hub.latest is not None
+            return hub.latest
+        raise ServomexTimeoutError("no continuous frame")
 
     def broadcast(self, frame: Frame | None = None) -> Frame:
-        """Deliver a frame to every subscription (a continuous broadcast)."""
+        """Publish a frame to the hub (a continuous broadcast)."""
         if frame is None:
             self.value += 1.0
             frame = self.frame()
-        for sub in self.subscriptions:
-            sub.queue.put_nowait(frame)
-        return frame
+        return self._publish(frame)
 
     def lose_link(self) -> None:
-        for sub in self.subscriptions:
-            sub.queue.put_nowait(
-                ServomexConnectionError("cable pulled", context=ErrorContext(port=self.port))
-            )
+        """The hub closes with the lost link's error, as the driver's does."""
+        self._hub.close(
+            ServomexConnectionError("cable pulled", context=ErrorContext(port=self.port))
+        )
 
     async def start_calibration(self, group: int, *, confirm: bool = False) -> None:
         self.calls.append(("start_calibration", (group, confirm)))
@@ -160,9 +175,11 @@ class FakeSession(AnalyserSession):
             if self.fail_open is not None:
                 raise self.fail_open
             self.opened += 1
+            self._hub = FrameHub()
             try:
                 yield self
             finally:
+                self._hub.close()
                 self.closed += 1
 
         return open_session

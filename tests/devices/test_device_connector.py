@@ -184,7 +184,7 @@ async def test_continuous_trigger_waits_for_the_next_broadcast() -> None:
     session = FakeSession(CONTINUOUS)
     analyser = await connected(session, expected_period=0.05)
     try:
-        await until(lambda: session.subscriptions)
+        await until(lambda: session.listening)
         trigger = asyncio.ensure_future(analyser.trigger())
         await asyncio.sleep(0.02)
         assert not trigger.done()
@@ -194,7 +194,13 @@ async def test_continuous_trigger_waits_for_the_next_broadcast() -> None:
         assert reading["gas-i2-value"]["value"] == frame.channel("I2").value
         assert reading["gas-i2-value"]["timestamp"] == frame.timestamp
         assert (await analyser.read_configuration())["gas-address"]["value"] == 0
-        assert not [c for c in session.calls if c[0] == "poll" and c[1] is True]
+        # the trigger waited with the driver's own wait-for-next, and took the frame the
+        # hub published (once) itself
+        assert [c for c in session.calls if c[0] == "poll"] == [("poll", False), ("poll", True)]
+        triggered = analyser._hub.triggered
+        assert triggered is not None
+        assert triggered.frame is frame
+        assert session.published == 2  # the first frame at connect, the broadcast
     finally:
         await analyser.disconnect()
 
@@ -213,7 +219,7 @@ async def test_a_lost_broadcast_link_releases_the_port_marks_invalid_and_reconne
     session = FakeSession(CONTINUOUS)
     analyser = await connected(session, reconnect=FAST)
     try:
-        await until(lambda: session.subscriptions)
+        await until(lambda: session.listening)
         last = session.broadcast()
         await until(lambda: analyser.hub_sequence == 2)
         values: list[dict[str, Any]] = []
@@ -252,7 +258,7 @@ async def test_a_lost_broadcast_link_releases_the_port_marks_invalid_and_reconne
         assert states[-1]["gas-link_state"]["value"] is LinkState.CONNECTED
         assert states[-1]["gas-link_state"]["alarm_severity"] == 0
         assert values[-1]["gas-i1-value"]["alarm_severity"] == 0
-        await until(lambda: session.subscriptions)
+        await until(lambda: session.listening)
         trigger = asyncio.ensure_future(analyser.trigger())
         await asyncio.sleep(0.01)
         fresh = session.broadcast()
@@ -269,7 +275,7 @@ async def test_a_trigger_waiting_for_a_broadcast_fails_at_once_when_the_link_goe
     session = FakeSession(CONTINUOUS)
     analyser = await connected(session, expected_period=2.0, reconnect=None)
     try:
-        await until(lambda: session.subscriptions)
+        await until(lambda: session.listening)
         trigger = asyncio.ensure_future(analyser.trigger())
         await asyncio.sleep(0.01)
         session.lose_link()
@@ -348,7 +354,7 @@ async def test_reconnect_attempts_follow_the_back_off_schedule() -> None:
 
     analyser._connector._pause = pause
     try:
-        await until(lambda: session.subscriptions)
+        await until(lambda: session.listening)
         session.fail_open = ServomexConnectionError("cannot open fake://port: no such device")
         session.lose_link()
         await until(lambda: not analyser.connected)
@@ -377,7 +383,7 @@ async def test_a_reconnect_that_finds_other_channels_gives_up_and_says_so() -> N
     session = FakeSession(CONTINUOUS)
     analyser = await connected(session, reconnect=FAST)
     try:
-        await until(lambda: session.subscriptions)
+        await until(lambda: session.listening)
         session.channels = BENCH[:2]
         session.lose_link()
         await until(lambda: session.opened == 2 and session.closed == 2)
@@ -422,7 +428,7 @@ async def test_every_broadcast_reaches_device_and_signal_monitors() -> None:
     session = FakeSession(CONTINUOUS)
     analyser = await connected(session)
     try:
-        await until(lambda: session.subscriptions)
+        await until(lambda: session.listening)
         device: list[dict[str, Any]] = []
         signal: list[dict[str, Any]] = []
         analyser.subscribe(device.append)
@@ -577,3 +583,64 @@ async def test_mock_mode_shows_connected_and_keeps_the_poll_rate_setting() -> No
     assert await analyser.poll_rate_hz.get_value() == 7.5
     with pytest.raises(ServomexUnsupportedError, match="read-only"):
         await analyser.link_state._connector.backend.put(LinkState.DISCONNECTED)
+
+
+async def test_continuous_frames_reach_the_device_inside_the_drivers_publish() -> None:
+    session = FakeSession(CONTINUOUS)
+    analyser = await connected(session)
+    try:
+        await until(lambda: session.listening)
+        # one synchronous listener on the driver's hub: no subscription queue, no pump task
+        assert (session.hub.listener_count, session.hub.subscriber_count) == (1, 0)
+        ours = sorted(t.get_name() for t in asyncio.all_tasks() if "servomex" in t.get_name())
+        assert [n.rsplit(".", 1)[-1].split(" ")[0] for n in ours] == [
+            "_cancel_when",  # the stop and the lost link
+            "_cancel_when",
+            "servomex-owner",
+        ]
+        got: list[dict[str, Any]] = []
+        analyser.i1.value.subscribe(got.append)
+        seen = analyser.hub_sequence
+        frame = session.broadcast()
+        # no await in between: the signal has it when the driver's publish returns
+        assert analyser.hub_sequence == seen + 1
+        assert got[-1]["gas-i1-value"]["value"] == frame.channel("I1").value
+        analyser.i1.value.clear_sub(got.append)
+    finally:
+        await analyser.disconnect()
+    assert session.hub.closed
+    assert session.hub.listener_count == 0  # unfollowed before the session closed
+
+
+async def test_each_modbus_poll_publishes_its_frame_once() -> None:
+    session = FakeSession(RTU)
+    analyser = await connected(session, poll_rate_hz=200.0)
+    frames = analyser._connector.frames
+    taken = frames.publish
+    publishes: list[float] = []
+
+    def counted(frame: Any, *, dropped_frames: int = 0) -> Any:
+        publishes.append(frame.timestamp)
+        return taken(frame, dropped_frames=dropped_frames)
+
+    frames.publish = counted  # type: ignore[method-assign]
+    try:
+        assert session.hub.subscriber_count == 0
+        first = session.published
+        for _ in range(3):
+            await analyser.trigger()
+        got: list[dict[str, Any]] = []
+        analyser.i1.value.subscribe(got.append)  # the background poll runs
+        await until(lambda: len(got) >= 5)
+        analyser.i1.value.clear_sub(got.append)
+        await asyncio.sleep(0.02)  # a poll under way when the last listener left ends
+        polls = sum(1 for c in session.calls if c[0] == "poll" and c[1] is True)
+        # every poll published once to the driver's hub, and that one publish (nothing
+        # from the connector) made the device's snapshot
+        assert session.published - first == polls == len(publishes)
+        assert session.hub.version == session.published
+        assert analyser.hub_sequence == session.published
+        values = [g["gas-i1-value"]["value"] for g in got]
+        assert values == sorted(set(values))
+    finally:
+        await analyser.disconnect()

@@ -1,4 +1,4 @@
-"""The device-side frame hub: ordering, listeners, waiting and pinning."""
+"""The devices' frames: ordering, listeners, following the driver's hub, pinning, down/up."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import logging
 import pytest
 from fakesession import make_frame
 
-from ophyd_servomex.codec.errors import ServomexConnectionError
+from ophyd_servomex.codec.errors import (
+    ServomexChecksumError,
+    ServomexConnectionError,
+    ServomexError,
+)
 from ophyd_servomex.devices import DeviceFrames, FrameSnapshot
+from ophyd_servomex.driver import FrameHub
 
 pytestmark = pytest.mark.anyio
 
@@ -22,7 +27,7 @@ async def test_publish_numbers_frames_and_ignores_repeats_and_stale_ones() -> No
     snap = hub.publish(first, dropped_frames=2)
     assert snap == FrameSnapshot(first, 1, 2)
     assert snap.timestamp == 100.0
-    assert hub.publish(first) is None  # the same frame again (a poll result racing the pump)
+    assert hub.publish(first) is None  # the same frame again (from a second publisher)
     assert hub.publish(make_frame(0.0, stamp=99.0)) is None  # older than the latest
     second = hub.publish(make_frame(2.0, stamp=100.0))  # same instant: a new frame
     assert second is not None
@@ -66,15 +71,35 @@ async def test_a_failing_listener_does_not_starve_the_others(
     assert "subscriber bug" in caplog.text
 
 
-async def test_next_snapshot_waits_for_a_newer_frame() -> None:
-    hub = DeviceFrames()
-    waiter = asyncio.ensure_future(hub.next_snapshot(0))
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    frame = make_frame(5.0, stamp=5.0)
-    hub.publish(frame)
-    assert (await waiter).frame is frame
-    assert (await hub.next_snapshot(0)).sequence == 1  # already there: no wait
+async def test_following_a_driver_hub_takes_each_frame_inside_its_publish() -> None:
+    frames = DeviceFrames()
+    driver = FrameHub()
+    dropped = [3]
+    closed: list[ServomexError | None] = []
+    got: list[FrameSnapshot] = []
+    frames.add_listener(got.append)
+    stop = frames.follow(driver, dropped_frames=lambda: dropped[0], on_close=closed.append)
+    assert driver.listener_count == 1
+    first = make_frame(1.0, stamp=1.0)
+    driver.publish(first)  # no await: the snapshot exists when publish returns
+    assert frames.latest == FrameSnapshot(first, 1, 3)
+    driver.publish(ServomexChecksumError("bad", expected=1, actual=2, raw=b"x"))
+    assert frames.sequence == 1  # an error is no frame
+    dropped[0] = 4
+    driver.publish(make_frame(0.5, stamp=0.5))  # older than the latest: ignored
+    second = make_frame(2.0, stamp=2.0)
+    driver.publish(second)
+    assert [(s.frame, s.sequence, s.dropped_frames) for s in got] == [(first, 1, 3), (second, 2, 4)]
+    assert frames.snapshot_of(second) is frames.latest
+    assert frames.snapshot_of(first, dropped_frames=3) == FrameSnapshot(first, 2, 3)
+    stop()
+    driver.publish(make_frame(3.0, stamp=3.0))
+    assert frames.sequence == 2  # no longer following
+    assert closed == []
+    frames.follow(driver, dropped_frames=lambda: 0, on_close=closed.append)
+    lost = ServomexConnectionError("cable pulled")
+    driver.close(lost)
+    assert closed == [lost]
 
 
 async def test_a_pin_holds_one_snapshot_across_gathered_tasks_and_is_reentrant() -> None:
@@ -114,15 +139,13 @@ async def test_reads_report_the_triggered_snapshot_until_cleared() -> None:
     assert hub.read_snapshot() is hub.latest
 
 
-async def test_a_down_hub_reads_nothing_wakes_waiters_and_sends_one_invalid_copy() -> None:
+async def test_down_frames_read_nothing_and_send_one_invalid_copy() -> None:
     hub = DeviceFrames(unavailable=lambda: ServomexConnectionError("gas is down"))
     got: list[FrameSnapshot] = []
     hub.add_listener(got.append)
     taken = hub.publish(make_frame(1.0, stamp=1.0))
     assert taken is not None
     hub.set_triggered(taken)
-    waiter = asyncio.ensure_future(hub.next_snapshot(hub.sequence))
-    await asyncio.sleep(0)
     pinned_before = None
     with hub.pinned() as pin:
         pinned_before = pin
@@ -139,11 +162,8 @@ async def test_a_down_hub_reads_nothing_wakes_waiters_and_sends_one_invalid_copy
     assert got == [taken, invalid]
     assert hub.mark_down() is None  # once
     assert got == [taken, invalid]
-    with pytest.raises(ServomexConnectionError, match="gas is down"):
-        await waiter  # not left waiting for a frame that will not come
-    with pytest.raises(ServomexConnectionError, match="gas is down"):
-        await hub.next_snapshot(0)
     assert hub.down
+    assert str(hub.unavailable()) == "gas is down"
     assert hub.current() is None
     assert hub.read_snapshot() is None
     assert hub.triggered is None
