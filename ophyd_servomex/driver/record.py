@@ -9,12 +9,13 @@
     print(rec.summary)                          # batches, late ticks, max drift, p50/p99 …
 
 **Schedule.** Tick *k* is due at ``t0 + k / rate_hz``, computed from ``t0`` every time (never
-by adding periods, which would accumulate rounding and every poll's overrun). A tick that
-starts after its slot is *late* (counted; its lateness is the drift), but the following
-ticks keep their own slots. A tick whose whole period has passed before it could start is
-skipped (``missed_ticks``): no tick ever runs more than one period after its slot. With
-``duration`` the recording stops after the ticks whose slots fall inside it
-(``ceil(duration × rate_hz)``).
+by adding periods, which would accumulate rounding and every poll's overrun), by the
+:class:`~ophyd_servomex.driver.schedule.Schedule` that the device's background poll uses
+too. A tick that starts after its slot is *late* (counted; its lateness is the drift),
+but the following ticks keep their own slots. A tick whose whole period has passed before
+it could start is skipped (``missed_ticks``): no tick ever runs more than one period after
+its slot. With ``duration`` the recording stops after the ticks whose slots fall inside
+it (``ceil(duration × rate_hz)``).
 
 **Source.** Anything with ``async poll_samples(names=None, timeout=None) ->
 Sequence[Sample]`` (:class:`PollSource`): an :class:`~ophyd_servomex.driver.Analyzer` or a
@@ -65,6 +66,7 @@ from ..codec.errors import (
     ServomexValidationError,
 )
 from ..codec.models import ProtocolKind, Sample
+from .schedule import Schedule
 
 __all__ = [
     "DEFAULT_BUFFER_SIZE",
@@ -82,12 +84,6 @@ _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_BUFFER_SIZE = 64
 """Batches the stream holds before the overflow policy applies."""
-LATE_FRACTION = 0.5
-"""A tick is late when it starts more than this fraction of a period after its slot."""
-_PASSED = 1.0 - 1e-6
-"""A slot counts as passed this close to a whole period after it (floats are not exact)."""
-_ROUNDING = 1e-9
-"""Tolerance, in periods, for float rounding when finding the slot the clock is in."""
 
 
 @runtime_checkable
@@ -418,56 +414,42 @@ class _Producer:
             held.set()
 
     async def _ticks(self) -> None:
-        period, clock, summary = self.period, self.clock, self.summary
-        t0 = clock()
+        summary, clock = self.summary, self.clock
+        schedule = Schedule(self.period, limit=self.total, clock=clock, sleep=self.sleep)
+        schedule.restart()  # slot 0 is due now
+        t0 = schedule.origin
+        assert t0 is not None
         summary.t0 = t0
         summary.started_at = datetime.now(UTC)
-        k = 0
-        while self.total is None or k < self.total:
-            due = t0 + k * period
-            if not await self._sleep_until(due):
-                return
-            now = clock()
-            if now - due >= period * _PASSED:  # this slot has passed: go to the current one
-                # (the current slot may lie a rounding error ahead: the loop waits for it)
-                current = math.floor((now - t0) / period + _ROUNDING)
-                skipped = max(1, current - k)
-                if self.total is not None:
-                    skipped = min(skipped, self.total - k)
-                summary.missed_ticks += skipped
-                summary.samples_late += skipped
-                k += skipped
-                continue
-            drift = now - due
-            summary.max_drift_ms = max(summary.max_drift_ms, drift * 1000.0)
-            late = drift > LATE_FRACTION * period
-            if late:
-                summary.late_ticks += 1
-            batch, gap = await self._tick()
-            if late or gap:
-                summary.samples_late += 1
-            ended = clock()
-            summary._durations.append(ended - now)
-            summary.ticks += 1
-            summary.elapsed = ended - t0
-            summary.acquired += len(batch)
-            summary.error_samples += sum(1 for s in batch if s.error is not None)
-            summary.samples_emitted += 1
-            await self.stream._put(batch, self.overflow)
-            k += 1
+        self.recording._wake = schedule.stop
+        if self.recording.stopping:
+            schedule.stop()
+        try:
+            while (tick := await schedule.wait()) is not None:
+                self._count_missed(schedule)
+                summary.max_drift_ms = max(summary.max_drift_ms, tick.drift * 1000.0)
+                if tick.late:
+                    summary.late_ticks += 1
+                batch, gap = await self._tick()
+                if tick.late or gap:
+                    summary.samples_late += 1
+                ended = clock()
+                summary._durations.append(ended - tick.started)
+                summary.ticks += 1
+                summary.elapsed = ended - t0
+                summary.acquired += len(batch)
+                summary.error_samples += sum(1 for s in batch if s.error is not None)
+                summary.samples_emitted += 1
+                await self.stream._put(batch, self.overflow)
+        finally:
+            self.recording._wake = None
+            self._count_missed(schedule)  # slots skipped at the end, past the last tick
 
-    async def _sleep_until(self, due: float) -> bool:
-        """Sleep until ``due`` on the recording's clock; False when stopped meanwhile."""
-        recording = self.recording
-        while not recording.stopping:
-            now = self.clock()
-            if now >= due:
-                return True
-            with anyio.CancelScope() as scope:
-                recording._wake = scope.cancel
-                await self.sleep(due - now)
-            recording._wake = None
-        return False
+    def _count_missed(self, schedule: Schedule) -> None:
+        """Bring the summary's missed slots (each also late) up to the schedule's."""
+        new = schedule.missed - self.summary.missed_ticks
+        self.summary.missed_ticks += new
+        self.summary.samples_late += new
 
     async def _tick(self) -> tuple[Sequence[Sample], bool]:
         """One poll: its batch, and whether the tick fell in a reconnect gap."""
