@@ -2,7 +2,7 @@
 
 :class:`ServomexAnalyser` is the device to use; :class:`ServomexBus` shares one RS485
 line between several analysers. The rest is the machinery behind them: the connector
-that owns the driver session, the frame hub every signal reads, the backends, the
+that owns the driver session, the frames every signal reads, the backends, the
 calibration ``Movable`` and the mock behaviour. :mod:`.status` documents each channel's
 ``status`` field and filters a run's rows by one of its flags.
 """

@@ -25,7 +25,7 @@ __all__ = ["ServomexChannel", "is_hinted"]
 
 
 class ServomexChannel(StandardReadable):
-    """The signals of one channel, all read from the analyser's frame hub.
+    """The signals of one channel, all read from the analyser's frames (:class:`DeviceFrames`).
 
     ``read()`` reports two fields, ``<name>-<id>-value`` and ``<name>-<id>-status``:
 
@@ -51,7 +51,7 @@ class ServomexChannel(StandardReadable):
     def __init__(
         self,
         info: ChannelInfo,
-        hub: DeviceFrames,
+        frames: DeviceFrames,
         *,
         source: str,
         context: ErrorContext | None = None,
@@ -59,7 +59,7 @@ class ServomexChannel(StandardReadable):
     ) -> None:
         self.channel_id: ChannelId = info.channel
         self.info: ChannelInfo = info
-        self._hub = hub
+        self._frames = frames
         cid = info.channel
         ctx = (context or ErrorContext()).merged(channel=cid.value)
         base = f"{source}#{cid.value.lower()}"
@@ -75,7 +75,7 @@ class ServomexChannel(StandardReadable):
 
             label = field if index is None else f"alarm{index + 1}"
             return frame_signal(
-                bool, hub, extract, source=f"{base}.{label}", default=False, context=ctx
+                bool, frames, extract, source=f"{base}.{label}", default=False, context=ctx
             )
 
         value_format = (
@@ -86,7 +86,7 @@ class ServomexChannel(StandardReadable):
         with self.add_children_as_readables(value_format):
             self.value = frame_signal(
                 float,
-                hub,
+                frames,
                 lambda s: value_of(find_reading(s, cid), s.frame.protocol),
                 source=f"{base}.value",
                 default=0.0,
@@ -98,7 +98,7 @@ class ServomexChannel(StandardReadable):
         with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
             self.status = frame_signal(
                 str,
-                hub,
+                frames,
                 lambda s: _status_of(s, cid),
                 source=f"{base}.status",
                 default=STATUS_OK,
@@ -115,7 +115,7 @@ class ServomexChannel(StandardReadable):
         self.alarm4 = flag("alarms", 3)
         self.ok = frame_signal(
             bool,
-            hub,
+            frames,
             lambda s: (r := find_reading(s, cid)) is not None and r.status.ok,
             source=f"{base}.ok",
             default=True,
@@ -126,7 +126,7 @@ class ServomexChannel(StandardReadable):
         with self.add_children_as_readables(StandardReadableFormat.CONFIG_SIGNAL):
             self.display_name = frame_signal(
                 str,
-                hub,
+                frames,
                 lambda s: _name_of(s, cid, fallback_name),
                 source=f"{base}.name",
                 default=fallback_name,
@@ -134,7 +134,7 @@ class ServomexChannel(StandardReadable):
             )
             self.unit = frame_signal(
                 str,
-                hub,
+                frames,
                 lambda s: _unit_of(s, cid, fallback_unit),
                 source=f"{base}.unit",
                 default=fallback_unit,
@@ -164,12 +164,12 @@ class ServomexChannel(StandardReadable):
 
     async def read(self) -> dict[str, BlueskyReading[Any]]:
         """Every field of this channel from one frame (the triggered one, else the latest)."""
-        with self._hub.pinned():
+        with self._frames.pinned():
             return await super().read()
 
     async def read_configuration(self) -> dict[str, BlueskyReading[Any]]:
         """Display name and unit, from one frame."""
-        with self._hub.pinned():
+        with self._frames.pinned():
             return await super().read_configuration()
 
 

@@ -7,7 +7,7 @@ The dict is rendered synchronously from the frame's snapshot, so nothing can com
 the frame arriving and its event.
 
 When the link is lost no event is made up: the invalid copy of the last frame that the
-hub re-sends (so signal subscribers see severity INVALID) is not a new frame, and the
+device's frames re-send (so signal subscribers see severity INVALID) is not a new frame, and the
 device subscription skips it; events resume with the first frame after the reconnect.
 
 In mock mode there are no frames: each read signal is subscribed instead, and the whole
@@ -44,12 +44,12 @@ class _MockSubscription:
 class DeviceMonitor:
     """Keeps the device's read signals in read order and serves device subscriptions.
 
-    ``hub`` feeds real mode; ``is_mock`` says, at subscribe time, which mode the device
+    ``frames`` feed real mode; ``is_mock`` says, at subscribe time, which mode the device
     is connected in.
     """
 
-    def __init__(self, hub: DeviceFrames, is_mock: Callable[[], bool]) -> None:
-        self._hub = hub
+    def __init__(self, frames: DeviceFrames, is_mock: Callable[[], bool]) -> None:
+        self._frames = frames
         self._is_mock = is_mock
         self._signals: list[FrameSignalR[Any]] = []
         self._real: dict[Callback[Readings], int] = {}
@@ -70,7 +70,7 @@ class DeviceMonitor:
         if self._is_mock():
             self._subscribe_mock(function)
         else:
-            self._real[function] = self._hub.add_listener(
+            self._real[function] = self._frames.add_listener(
                 lambda snapshot: function(self.render(snapshot)) if snapshot.valid else None
             )
 
@@ -78,7 +78,7 @@ class DeviceMonitor:
         """Stop delivering to ``function`` (unknown callbacks are ignored)."""
         key = self._real.pop(function, None)
         if key is not None:
-            self._hub.remove_listener(key)
+            self._frames.remove_listener(key)
         sub = self._mock.pop(function, None)
         if sub is not None:
             for signal, callback in sub.callbacks:
