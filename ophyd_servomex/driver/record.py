@@ -44,7 +44,6 @@ import inspect
 import logging
 import math
 from array import array
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -231,53 +230,64 @@ class RecordingStream:
 
     Each batch is the ``list[Sample]`` of one tick. Iteration ends when the recording has
     finished and every batch was delivered, or raises the error that ended it.
+
+    An anyio memory object stream of ``size`` batches: ``BLOCK`` is its waiting ``send``,
+    ``DROP_NEWEST`` a ``send_nowait`` that may not fit, and ``DROP_OLDEST`` evicts the
+    oldest batch through a clone of the receiving end (as the frame hub's subscriptions do).
     """
 
     def __init__(self, size: int, summary: AcquisitionSummary) -> None:
-        self._items: deque[Sequence[Sample]] = deque()
-        self._size = size
+        self._send, self._receive = anyio.create_memory_object_stream[Sequence[Sample]](size)
+        self._evict = self._receive.clone()
         self._summary = summary
-        self._closed = False
         self._error: BaseException | None = None
-        self._readable = anyio.Event()
-        self._writable = anyio.Event()
 
     def __len__(self) -> int:
         """Batches waiting to be read."""
-        return len(self._items)
+        return self._receive.statistics().current_buffer_used
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Sequence[Sample]:
-        while not self._items:
-            if self._closed:
-                if self._error is not None:
-                    error, self._error = self._error, None
-                    raise error
-                raise StopAsyncIteration
-            self._readable = anyio.Event()
-            await self._readable.wait()
-        batch = self._items.popleft()
+        try:
+            batch = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            batch = None
+        if batch is None:  # raised here, not in the except block: the error keeps its cause
+            self._close_receiving()
+            error, self._error = self._error, None
+            if error is not None:
+                raise error
+            raise StopAsyncIteration
         self._summary.delivered += len(batch)
-        self._writable.set()
         return batch
+
+    def __del__(self) -> None:
+        # a consumer that stopped reading never saw the end: close the receiving ends here,
+        # or anyio warns about them when they go (closing them is synchronous and loop-free)
+        if hasattr(self, "_receive"):
+            self._close_receiving()
+
+    def _close_receiving(self) -> None:
+        self._receive.close()
+        self._evict.close()
 
     # --- the producer's side --------------------------------------------------------------
 
     async def _put(self, batch: Sequence[Sample], policy: OverflowPolicy) -> None:
-        if len(self._items) >= self._size:
+        if policy is OverflowPolicy.BLOCK:
+            await self._send.send(batch)
+            return
+        try:
+            self._send.send_nowait(batch)
+        except anyio.WouldBlock:
             if policy is OverflowPolicy.DROP_NEWEST:
                 self._count_drop(batch)
                 return
-            if policy is OverflowPolicy.DROP_OLDEST:
-                self._count_drop(self._items.popleft())
-            else:
-                while len(self._items) >= self._size and not self._closed:
-                    self._writable = anyio.Event()
-                    await self._writable.wait()
-        self._items.append(batch)
-        self._readable.set()
+            # the buffer is full and nothing ran since send_nowait said so: evict the oldest
+            self._count_drop(self._evict.receive_nowait())
+            self._send.send_nowait(batch)
 
     def _count_drop(self, batch: Sequence[Sample]) -> None:
         self._summary.dropped += 1
@@ -285,10 +295,8 @@ class RecordingStream:
         self._summary.dropped_samples += len(batch)
 
     def _close(self, error: BaseException | None = None) -> None:
-        self._closed = True
         self._error = error
-        self._readable.set()
-        self._writable.set()
+        self._send.close()
 
 
 @dataclass(slots=True)

@@ -3,7 +3,9 @@ late and missed ticks, the overflow policies, timeouts, reconnection and the sum
 
 from __future__ import annotations
 
+import gc
 import math
+import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -354,6 +356,66 @@ async def test_block_loses_nothing_and_a_slow_consumer_costs_ticks() -> None:
     assert summary.missed_ticks > 0
     assert summary.ticks + summary.missed_ticks == 20
     assert summary.samples_late == summary.late_ticks + summary.missed_ticks
+
+
+async def test_drop_oldest_with_a_reader_keeps_order_and_counts_exactly() -> None:
+    """Read two batches in the middle of a run of unread ones: every batch is either
+    delivered, in order, or counted as dropped, never both."""
+    clock = FakeClock()
+    async with _record(
+        Counter(),
+        rate_hz=10,
+        overflow=OverflowPolicy.DROP_OLDEST,
+        buffer_size=2,
+        clock=clock,
+        sleep=clock.sleep,
+    ) as rec:
+        stream = rec.stream
+        assert isinstance(stream, RecordingStream)
+        while rec.summary.ticks < 5:  # polls 0 … 4 into a buffer of 2: 0, 1, 2 evicted
+            await anyio.lowlevel.checkpoint()
+        rec.stop()
+        await anyio.wait_all_tasks_blocked()
+        kept = [poll_index(batch) for batch in await drain(rec)]
+    summary = rec.summary
+    assert kept == [float(summary.ticks - 2), float(summary.ticks - 1)]
+    assert summary.dropped == summary.ticks - 2
+    assert summary.dropped_samples == 2 * summary.dropped
+    assert summary.delivered == 4
+    assert summary.samples_late == summary.dropped
+
+
+async def test_the_error_that_ended_a_recording_keeps_its_cause() -> None:
+    class Unplugged(Counter):
+        async def poll_samples(
+            self,
+            names: Sequence[str] | None = None,
+            timeout: float | None = None,  # noqa: ASYNC109 (the PollSource signature)
+        ) -> list[Sample]:
+            try:
+                raise OSError(5, "Input/output error")
+            except OSError as exc:
+                raise ServomexConnectionError("the port went away") from exc
+
+    clock = FakeClock()
+    async with _record(Unplugged(), rate_hz=10, clock=clock, sleep=clock.sleep) as rec:
+        with pytest.raises(ServomexConnectionError, match="went away") as caught:
+            await drain(rec)
+    assert isinstance(caught.value.__cause__, OSError)
+
+
+def test_a_stream_nobody_read_to_the_end_closes_its_memory_streams() -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        async with _record(Counter(), rate_hz=10, ticks=3, clock=clock, sleep=clock.sleep) as rec:
+            await anyio.wait_all_tasks_blocked()
+            assert len(rec.stream) == 3  # type: ignore[arg-type]  # (a RecordingStream)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        anyio.run(main)
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
 # --- timeouts, lost links and reconnection ------------------------------------------------
