@@ -488,8 +488,9 @@ class ServomexConnector(DeviceConnector):
     def link_lost(
         self, exc: BaseException, session: AnalyserSession | None = None
     ) -> ServomexConnectionError:
-        """Report a lost link (from the pump, the poll or an action); returns the error to
-        raise to the caller: the device's, naming the port and saying it reconnects.
+        """Report a lost link (the session's hub closing, the background poll or an
+        action); returns the error to raise to the caller: the device's, naming the port
+        and saying it reconnects.
 
         On a shared bus the other analysers on the line are told too, so they all let go
         of the port together and it is really released. ``session`` is the session the
