@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..codec.errors import ServomexError
 from ..codec.models import ChannelId, Frame, Sample
-from ._common import flags_text, value_text
+from ._render import flags_text, value_text
 
 if TYPE_CHECKING:
     from ..driver import AcquisitionSummary, Analyzer

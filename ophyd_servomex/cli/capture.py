@@ -28,14 +28,8 @@ from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from ..codec.models import Sample
-from ._common import (
-    add_connection_options,
-    positive_float,
-    print_err,
-    run_command,
-    several,
-    until_interrupted,
-)
+from ._options import add_connection_options, positive_float, several
+from ._run import print_err, run_command, until_interrupted
 from ._samples import LONG_COLUMNS, WideTable, follow, sample_record, sample_row
 
 __all__ = ["register"]
@@ -212,7 +206,7 @@ async def _dispatch(args: argparse.Namespace, writer: _Writer) -> None:
 
 
 async def _one(args: argparse.Namespace, writer: _Writer) -> None:
-    from ._common import open_analyzer
+    from ._options import open_analyzer
 
     async with open_analyzer(args) as analyzer:
         mode = args.mode
@@ -241,7 +235,7 @@ async def _one(args: argparse.Namespace, writer: _Writer) -> None:
 
 async def _poll_several(args: argparse.Namespace, writer: _Writer) -> None:
     from ..driver import ServomexManager
-    from ._common import open_manager
+    from ._options import open_manager
 
     async with ServomexManager(inter_frame_idle=args.idle) as manager:
         await open_manager(args, manager)

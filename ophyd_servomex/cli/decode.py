@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from ..codec.continuous import ContinuousDecoder
 from ..codec.errors import ServomexProtocolError
 from ..codec.models import CalGroupState, CalPhase, Frame, Reading, Unit
-from ._common import flags_text
+from ._render import flags_text
 
 __all__ = ["decode_stream", "format_frame", "register"]
 

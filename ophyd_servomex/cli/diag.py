@@ -18,14 +18,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..codec.errors import ServomexError
-from ._common import (
-    add_connection_options,
-    non_negative_float,
-    print_err,
-    run_command,
-    timing,
-    until_interrupted,
-)
+from ._options import add_connection_options, non_negative_float
+from ._run import print_err, run_command, until_interrupted
+from ._stats import timing
 
 if TYPE_CHECKING:
     from ..driver import Analyzer
@@ -96,7 +91,7 @@ class _Tally:
 
 
 async def _diag(args: argparse.Namespace) -> int:
-    from ._common import open_analyzer
+    from ._options import open_analyzer
 
     tally = _Tally()
     async with open_analyzer(args, identify=False) as analyzer:

@@ -18,13 +18,8 @@ from typing import Any
 from ..codec.errors import ServomexConnectionError, ServomexError
 from ..codec.models import DeviceInfo, ProtocolKind
 from ..codec.options import parse_protocol
-from ._common import (
-    PORT_HELP,
-    add_connection_options,
-    print_err,
-    run_command,
-    until_interrupted,
-)
+from ._options import PORT_HELP, add_connection_options
+from ._run import print_err, run_command, until_interrupted
 
 __all__ = ["register"]
 
@@ -117,7 +112,7 @@ async def _probe_all(args: argparse.Namespace, ports: list[str], found: list[_Fo
 
 
 async def _probe(args: argparse.Namespace, port: str) -> _Found:
-    from ._common import open_analyzer
+    from ._options import open_analyzer
 
     result = _Found(port)
     requested = parse_protocol(args.protocol)

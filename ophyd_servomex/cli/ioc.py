@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from ._common import PORT_HELP, PROTOCOLS, positive_float, single_address
+from ._options import PORT_HELP, PROTOCOLS, positive_float, single_address
 
 __all__ = ["register"]
 

@@ -11,7 +11,9 @@ import argparse
 import json
 from typing import Any
 
-from ._common import add_connection_options, format_frame_table, frame_to_dict, run_command
+from ._options import add_connection_options
+from ._render import format_frame_table, frame_to_dict
+from ._run import run_command
 
 __all__ = ["register"]
 
@@ -36,7 +38,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _read(args: argparse.Namespace) -> int:
-    from ._common import open_analyzer
+    from ._options import open_analyzer
 
     async with open_analyzer(args) as analyzer:
         info = analyzer.info if analyzer.info is not None else await analyzer.identify()

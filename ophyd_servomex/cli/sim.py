@@ -15,7 +15,7 @@ from typing import Any
 
 from ..codec.checks import check_address, check_non_negative, check_positive
 from ..codec.errors import ServomexValidationError
-from ._common import protocol_choices, protocol_type
+from ._options import protocol_choices, protocol_type
 
 __all__ = ["register"]
 

@@ -17,14 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..codec.models import Sample
-from ._common import (
-    add_connection_options,
-    positive_float,
-    print_err,
-    run_command,
-    several,
-    until_interrupted,
-)
+from ._options import add_connection_options, positive_float, several
+from ._run import print_err, run_command, until_interrupted
 from ._samples import follow, format_batch_line, group_frames, sample_record
 
 __all__ = ["register"]
@@ -101,7 +95,7 @@ async def _stream(args: argparse.Namespace) -> int:
 
 
 async def _follow_one(args: argparse.Namespace, printer: _Printer) -> None:
-    from ._common import open_analyzer
+    from ._options import open_analyzer
 
     async with open_analyzer(args) as analyzer:
         mode = (
@@ -115,7 +109,7 @@ async def _follow_one(args: argparse.Namespace, printer: _Printer) -> None:
 
 async def _poll_several(args: argparse.Namespace, printer: _Printer) -> None:
     from ..driver import ServomexManager, record
-    from ._common import open_manager
+    from ._options import open_manager
 
     async with ServomexManager(inter_frame_idle=args.idle) as manager:
         await open_manager(args, manager)
