@@ -65,6 +65,7 @@ from .owner_task import OwnerHandle, fail_ready, start_owner
 if TYPE_CHECKING:
     from ophyd_async.core import Device
 
+    from ..driver.schedule import Schedule
     from .analyser import ServomexAnalyser
 
 __all__ = ["ServomexConnector", "select_channels"]
@@ -139,7 +140,7 @@ class ServomexConnector(DeviceConnector):
         self._info: DeviceInfo | None = None
         self._owner: OwnerHandle | None = None
         self._demand = asyncio.Event()
-        self._rate_changed = asyncio.Event()
+        self._schedule: Schedule | None = None
         self._lost: asyncio.Event | None = None
         self._stopping = False
         self._failure: BaseException | None = None
@@ -152,6 +153,7 @@ class ServomexConnector(DeviceConnector):
         self._built: tuple[ChannelId, ...] | None = None
         self._clock: Callable[[], float] = time.monotonic
         self._pause: Callable[[float, asyncio.Event], Awaitable[None]] = _pause
+        self._sleep: Callable[[float], Awaitable[None]] = anyio.sleep
         self.mock_mode = False
         """True after ``connect(mock=True)``, False after a real connect."""
         self.bus: Any = None
@@ -257,7 +259,8 @@ class ServomexConnector(DeviceConnector):
     def set_poll_rate(self, rate_hz: float) -> float:
         """Change the background poll rate now (a running poll follows at its next tick)."""
         self._poll_rate_hz = self._checked_rate(rate_hz)
-        self._rate_changed.set()
+        if self._schedule is not None:
+            self._schedule.period = self.poll_period
         return self._poll_rate_hz
 
     def _checked_rate(self, rate_hz: float) -> float:
@@ -524,36 +527,41 @@ class ServomexConnector(DeviceConnector):
         self.link_lost(error, session)
 
     async def _poll_while_subscribed(self, session: AnalyserSession) -> None:
-        """Poll at ``poll_rate_hz`` on an absolute schedule while anything listens; each
-        sweep reaches the signals through the session's hub.
+        """Poll at ``poll_rate_hz`` while anything listens; each sweep reaches the
+        signals through the session's hub.
 
-        The period is read at every tick, so a new rate applies at once (a long wait is
-        cut short when the rate changes). A poll that ends more than one period late
-        restarts the schedule instead of bursting to catch up.
+        The slots are ``record()``'s drift-free absolute schedule
+        (:class:`~ophyd_servomex.driver.schedule.Schedule`) with its late-tick policy: a
+        poll that overruns whole periods skips the slots that passed instead of bursting
+        to catch up. A new rate applies at once (a long wait is cut short); after an idle
+        spell with no listener the schedule restarts, so the first poll is immediate.
         """
-        tick: float | None = None
-        while True:
-            if not self._demand.is_set():
-                await self._demand.wait()
-                tick = None
-            now = self._clock()
-            if tick is not None:
-                due = tick + self.poll_period
-                if now < due:
-                    self._rate_changed.clear()
-                    await self._pause(due - now, self._rate_changed)
+        from ..driver.schedule import Schedule  # the driver is loaded: a session is open
+
+        schedule = Schedule(  # the clock and sleep looked up each time: tests replace them
+            self.poll_period, clock=lambda: self._clock(), sleep=lambda t: self._sleep(t)
+        )
+        self._schedule = schedule
+        try:
+            while True:
+                if not self._demand.is_set():
+                    await self._demand.wait()
+                    schedule.restart()
+                if await schedule.wait() is None:
+                    return
+                if not self._demand.is_set():  # the last listener left during the wait
                     continue
-                tick = due if now - due < self.poll_period else now
-            else:
-                tick = now
-            try:
-                await session.poll()  # published to the hub, so to the frames, by the driver
-            except PORT_ERRORS as exc:  # the link is gone: end the session
-                self.link_lost(exc, session)
-                _LOGGER.error("background poll of %s lost the link: %s", self.port, exc)
-                return
-            except ServomexError as exc:
-                _LOGGER.warning("background poll of %s failed: %s", self.port, exc)
+                try:
+                    await session.poll()  # the driver publishes it to the hub: the frames
+                except PORT_ERRORS as exc:  # the link is gone: end the session
+                    self.link_lost(exc, session)
+                    _LOGGER.error("background poll of %s lost the link: %s", self.port, exc)
+                    return
+                except ServomexError as exc:
+                    _LOGGER.warning("background poll of %s failed: %s", self.port, exc)
+        finally:
+            if self._schedule is schedule:
+                self._schedule = None
 
     def _on_demand(self, listeners: int) -> None:
         if listeners > 0:

@@ -535,7 +535,7 @@ async def test_the_poll_rate_is_a_setting_the_running_background_poll_follows() 
     def clock() -> float:
         return now
 
-    async def pause(delay: float, wake: asyncio.Event) -> None:
+    async def sleep(delay: float) -> None:
         nonlocal now
         now += delay  # a fake clock: the schedule is exact, whatever the machine's load
         await asyncio.sleep(0.001)
@@ -545,7 +545,7 @@ async def test_the_poll_rate_is_a_setting_the_running_background_poll_follows() 
         return await original(wait_fresh=wait_fresh)
 
     connector._clock = clock
-    connector._pause = pause
+    connector._sleep = sleep
     session.poll = poll  # type: ignore[method-assign]
     try:
         assert await analyser.poll_rate_hz.get_value() == 2.0
@@ -644,3 +644,41 @@ async def test_each_modbus_poll_publishes_its_frame_once() -> None:
         assert values == sorted(set(values))
     finally:
         await analyser.disconnect()
+
+
+async def test_an_overrunning_background_poll_keeps_the_grid_and_skips_passed_slots() -> None:
+    session = FakeSession(RTU)
+    analyser = await connected(session, poll_rate_hz=2.0)
+    connector = analyser._connector
+    now = 1000.0
+    polled_at: list[float] = []
+    original = session.poll
+
+    async def sleep(delay: float) -> None:
+        nonlocal now
+        now += delay
+        await asyncio.sleep(0.001)
+
+    async def poll(*, wait_fresh: bool = True, max_wait: float | None = None) -> Any:
+        nonlocal now
+        polled_at.append(now)
+        if len(polled_at) == 3:
+            now += 1.3  # this sweep overruns two and a half periods
+        return await original(wait_fresh=wait_fresh)
+
+    connector._clock = lambda: now
+    connector._sleep = sleep
+    session.poll = poll  # type: ignore[method-assign]
+    try:
+        got: list[dict[str, Any]] = []
+        analyser.i1.value.subscribe(got.append)
+        await until(lambda: len(polled_at) >= 6)
+        analyser.i1.value.clear_sub(got.append)
+        # record()'s schedule: the slot at 1001.5 had wholly passed and is skipped (counted,
+        # not made up in a burst); the slot at 1002.0 runs late, and the grid goes on
+        assert polled_at[:6] == [1000.0, 1000.5, 1001.0, 1002.3, 1002.5, 1003.0]
+        assert connector._schedule is not None
+        assert connector._schedule.missed == 1
+    finally:
+        await analyser.disconnect()
+    assert connector._schedule is None
