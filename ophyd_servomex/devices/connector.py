@@ -257,7 +257,8 @@ class ServomexConnector(DeviceConnector):
         return 1.0 / self._poll_rate_hz
 
     def set_poll_rate(self, rate_hz: float) -> float:
-        """Change the background poll rate now (a running poll follows at its next tick)."""
+        """Change the background poll rate now: a running poll's schedule re-anchors, and a
+        wait for its next slot is cut short to follow the new period."""
         self._poll_rate_hz = self._checked_rate(rate_hz)
         if self._schedule is not None:
             self._schedule.period = self.poll_period
