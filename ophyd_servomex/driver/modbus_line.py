@@ -41,6 +41,7 @@ from anymodbus.exceptions import (
 )
 from anymodbus.transaction import TransactionInfo, TransactionOutcome
 
+from ..codec.checks import check_count, check_non_negative
 from ..codec.continuous import looks_like_continuous
 from ..codec.errors import (
     ErrorContext,
@@ -183,13 +184,11 @@ class ModbusLine:
             raise ServomexValidationError(f"a Modbus line needs RTU or ASCII, not {protocol}")
         if not 0 < timeout <= 60:
             raise ServomexValidationError(f"timeout must be within (0, 60] s, not {timeout!r}")
-        if retries < 0 or inter_frame_idle < 0:
-            raise ServomexValidationError("retries and inter_frame_idle must not be negative")
         self.transport = transport
         self.protocol = protocol
         self.timeout = timeout
-        self.retries = retries
-        self.inter_frame_idle = inter_frame_idle
+        self.retries = check_count("retries", retries)
+        self.inter_frame_idle = check_non_negative("inter_frame_idle", inter_frame_idle)
         self.port = port if port is not None else _port_name(transport)
         baud = _baudrate(transport)
         self.baudrate = baud
