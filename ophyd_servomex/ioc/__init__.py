@@ -5,14 +5,19 @@ ophyd-async client reads it with ``ServomexAnalyser("pva://SMX1:")``. See ``docs
 
 Layering: imports the driver and the codec (and the transport, to open a shared RS485
 bus); never ophyd, ophyd-async, bluesky or tiled. FastCS is imported by the modules here,
-so import this package only where an IOC runs.
+so import this package only where an IOC runs; it imports only FastCS's EPICS
+transports (:mod:`.lean_import`).
 """
 
-from .config import DEFAULT_POLL_PERIOD, AnalyserConfig, IocConfig, load_config
-from .controller import AnalyserController, ChannelController, channel_alarm, flags_text
-from .hooks import Alarm, AlarmedAttrR, AlarmKind, Severity
-from .link import MAX_MISSES, Link
-from .serve import build_controllers, serve
+from . import lean_import
+
+lean_import.install()  # before anything here imports FastCS
+
+from .config import DEFAULT_POLL_PERIOD, AnalyserConfig, IocConfig, load_config  # noqa: E402
+from .controller import AnalyserController, ChannelController, channel_alarm, flags_text  # noqa: E402
+from .hooks import Alarm, AlarmedAttrR, AlarmKind, Severity  # noqa: E402
+from .link import MAX_MISSES, Link  # noqa: E402
+from .serve import build_controllers, serve  # noqa: E402
 
 __all__ = [
     "DEFAULT_POLL_PERIOD",

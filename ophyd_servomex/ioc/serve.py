@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+from typing import Any
 
 from ..codec.models import ChannelInfo, Unit
 from .config import IocConfig
@@ -54,6 +55,29 @@ def build_controllers(config: IocConfig) -> tuple[list[AnalyserController], list
     return list(controllers.values()), links
 
 
+def _ca_transport() -> Any:
+    """FastCS's CA transport, with ``iocInit`` run off the event loop.
+
+    ``iocInit`` waits about 0.8 s inside EPICS (little of it CPU); on the loop that held
+    up the PVA server and the first frame. Records set while it runs keep the value for
+    their first processing, and every input record is processed once more when it is done
+    (a record set before its I/O scan started would otherwise show its initial value).
+    """
+    from fastcs.transports.epics.ca.transport import EpicsCATransport
+    from softioc.device import ProcessDeviceSupportIn
+    from softioc.device_core import LookupRecordList
+
+    class CATransport(EpicsCATransport):  # type: ignore[misc]
+        async def serve(self) -> None:
+            await asyncio.to_thread(self._ioc.run, self._loop)
+            for _, record in LookupRecordList():
+                if isinstance(record, ProcessDeviceSupportIn):
+                    record.trigger()
+            _LOGGER.info("Channel Access served")
+
+    return CATransport()
+
+
 def _quiet_fastcs(verbose: int) -> None:
     from fastcs.logging import logger
 
@@ -68,7 +92,6 @@ async def serve(config: IocConfig, *, verbose: int = 0, ready: asyncio.Event | N
     are built. ``ready`` is set once the transports are up.
     """
     from fastcs.control_system import FastCS
-    from fastcs.transports.epics.ca.transport import EpicsCATransport
     from fastcs.transports.epics.pva.transport import EpicsPVATransport
 
     install()
@@ -77,7 +100,7 @@ async def serve(config: IocConfig, *, verbose: int = 0, ready: asyncio.Event | N
     loop = asyncio.get_running_loop()
     controllers, links = build_controllers(config)
     link_tasks = [loop.create_task(link.run(), name=f"link {link.port}") for link in links]
-    fastcs = FastCS(controllers, [EpicsPVATransport(), EpicsCATransport()], loop=loop)
+    fastcs = FastCS(controllers, [EpicsPVATransport(), _ca_transport()], loop=loop)
     main = loop.create_task(fastcs.serve(interactive=False), name="fastcs")
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
