@@ -5,7 +5,8 @@ has (REST with fastapi and uvicorn, GraphQL with strawberry, Tango when installe
 command-line launcher (typer) and, through ``fastcs.control_system``, IPython's embedded
 shell; and ``from setuptools_dso import find_dso`` in the EPICS libraries runs
 ``setuptools_dso``'s ``__init__``, which imports setuptools. An IOC uses none of them, and
-they were more than half of its start-up (docs/facility.md, "Start-up time").
+neither does it generate GUI screens or docs (``pvi`` and its pydantic models). They were
+more than half of its start-up (docs/facility.md, "Start-up time").
 
 :func:`install` (called by ``ophyd_servomex.ioc`` before it imports FastCS) puts light
 stand-ins for the packages ``fastcs``, ``fastcs.transports`` and ``setuptools_dso`` into
@@ -13,7 +14,9 @@ stand-ins for the packages ``fastcs``, ``fastcs.transports`` and ``setuptools_ds
 of such a package runs the real ``__init__`` into the stand-in, so ``from fastcs import
 launch`` still works, only later. While ``fastcs.control_system`` is imported, IPython's
 embed module is replaced by a function that imports the real shell when called (only an
-interactive FastCS uses it); that stand-in is removed again afterwards. Nothing is done
+interactive FastCS uses it); that stand-in is removed again afterwards. FastCS's GUI
+and docs modules are stand-ins whose functions and classes load the real modules when
+called (the transports call them only when given GUI or docs options). Nothing is done
 when FastCS was imported already. ``fastcs==0.14.4`` is pinned.
 """
 
@@ -64,6 +67,58 @@ def _stand_in(name: str) -> types.ModuleType:
     return module
 
 
+_DEFERRED = {  # FastCS's GUI and docs generation (pvi and its pydantic models): unused here
+    "fastcs.transports.epics.gui": ("EpicsGUI",),
+    "fastcs.transports.epics.pva.gui": ("PvaEpicsGUI",),
+    "fastcs.transports.epics.emission": ("emit_docs_files", "emit_gui_files"),
+}
+
+
+def _load_deferred() -> None:
+    """Replace the deferred stand-ins by the real modules (in dependency order)."""
+    for name in _DEFERRED:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "_ophyd_servomex_deferred", False):
+            del sys.modules[name]
+    for name in _DEFERRED:
+        importlib.import_module(name)
+
+
+def _real(value: Any) -> Any:
+    target = getattr(value, "_ophyd_servomex_target", None)
+    if target is None:
+        return value
+    _load_deferred()
+    return getattr(sys.modules[target[0]], target[1])
+
+
+def _deferred_module(name: str, names: tuple[str, ...]) -> types.ModuleType:
+    """A module whose names are stand-ins loading the real module when called."""
+    module = types.ModuleType(name)
+    module._ophyd_servomex_deferred = True  # type: ignore[attr-defined]
+
+    def deferred(attribute: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            real = _real(call)
+            return real(*(_real(a) for a in args), **{k: _real(v) for k, v in kwargs.items()})
+
+        call._ophyd_servomex_target = (name, attribute)  # type: ignore[attr-defined]
+        call.__name__ = call.__qualname__ = attribute
+        return call
+
+    for attribute in names:
+        setattr(module, attribute, deferred(attribute))
+
+    def __getattr__(attribute: str) -> Any:  # PEP 562 module hook
+        if attribute.startswith("__"):
+            raise AttributeError(f"module {name!r} has no attribute {attribute!r}")
+        _load_deferred()
+        return getattr(sys.modules[name], attribute)
+
+    module.__getattr__ = __getattr__  # type: ignore[method-assign]
+    return module
+
+
 def _interactive_shell(*args: Any, **kwargs: Any) -> Any:
     """IPython's ``InteractiveShellEmbed``, imported when a shell is really wanted."""
     from IPython.terminal.embed import InteractiveShellEmbed
@@ -90,6 +145,8 @@ def install() -> None:
 
     package.__version__ = __version__  # type: ignore[attr-defined]
     transports.Transport = Transport  # type: ignore[attr-defined]
+    for name, names in _DEFERRED.items():
+        sys.modules[name] = _deferred_module(name, names)
     shell_stand_ins = [name for name in _IPYTHON if name not in sys.modules]
     for name in shell_stand_ins:
         module = types.ModuleType(name)

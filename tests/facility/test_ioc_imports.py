@@ -1,5 +1,5 @@
 """What an IOC process imports: FastCS's EPICS transports, not its REST, GraphQL or
-launcher, IPython or setuptools, and nothing of ophyd, bluesky or tiled (each test runs a
+launcher, GUI generation (pvi), IPython or setuptools, and nothing of ophyd, bluesky or tiled (each test runs a
 fresh interpreter, since this one has them all loaded)."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ NOT_IN_AN_IOC = (
     "typer",
     "IPython",
     "setuptools",
+    "pvi",
     "ophyd",
     "ophyd_async",
     "bluesky",
@@ -88,6 +89,12 @@ def test_the_rest_of_fastcs_still_imports_on_demand() -> None:
         import setuptools_dso
         assert callable(setuptools_dso.find_dso)
         assert callable(launch) and __version__ == "0.14.4"
+        from fastcs.transports.epics.pva.gui import PvaEpicsGUI
+        assert "pvi" not in sys.modules
+        from fastcs.transports.epics import emission
+        assert emission.DLSFormatter.__module__.startswith("pvi")  # the real module now
+        from fastcs.transports.epics.pva.gui import PvaEpicsGUI as real
+        assert isinstance(real, type) and not isinstance(PvaEpicsGUI, type)
         from IPython.terminal.embed import InteractiveShellEmbed
         assert isinstance(InteractiveShellEmbed, type)
         print("OK")
