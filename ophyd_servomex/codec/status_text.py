@@ -8,10 +8,19 @@ prints it: one text everywhere, written and read here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .errors import ServomexValidationError
 from .models import ChannelStatus
 
-__all__ = ["STATUS_FLAGS", "STATUS_OK", "status_flags", "status_text"]
+__all__ = [
+    "STATUS_FLAGS",
+    "STATUS_OK",
+    "flag_values",
+    "status_flags",
+    "status_from_flags",
+    "status_text",
+]
 
 
 STATUS_FLAGS: dict[str, str] = {
@@ -32,15 +41,34 @@ STATUS_OK = "ok"
 _TOKENS = {token: name for name, token in STATUS_FLAGS.items()}
 
 
-def status_text(status: ChannelStatus) -> str:
-    """The status string of one channel's flags (``"fault A1"``, or ``"ok"``)."""
-    on = (
+def flag_values(status: ChannelStatus) -> tuple[bool, ...]:
+    """One channel's flags as booleans, in :data:`STATUS_FLAGS` order (``fault`` …
+    ``alarm4``): the one place a :class:`ChannelStatus` is read in that order."""
+    return (
         status.fault,
         status.maintenance,
         status.calibrating,
         status.warming_up,
         *status.alarms,
     )
+
+
+def status_from_flags(values: Sequence[bool]) -> ChannelStatus:
+    """The :class:`ChannelStatus` of flags given in :data:`STATUS_FLAGS` order, the inverse
+    of :func:`flag_values`; anything but exactly one value per flag raises
+    :class:`ServomexValidationError`."""
+    if len(values) != len(STATUS_FLAGS):
+        raise ServomexValidationError(
+            f"a channel has {len(STATUS_FLAGS)} status flags ({', '.join(STATUS_FLAGS)}), "
+            f"not {len(values)}"
+        )
+    fault, maintenance, calibrating, warming_up, a1, a2, a3, a4 = (bool(v) for v in values)
+    return ChannelStatus(fault, maintenance, calibrating, warming_up, (a1, a2, a3, a4))
+
+
+def status_text(status: ChannelStatus) -> str:
+    """The status string of one channel's flags (``"fault A1"``, or ``"ok"``)."""
+    on = flag_values(status)
     tokens = [token for token, flag in zip(STATUS_FLAGS.values(), on, strict=True) if flag]
     return " ".join(tokens) if tokens else STATUS_OK
 

@@ -9,6 +9,7 @@ from ophyd_async.core import StandardReadable, StandardReadableFormat
 
 from ..codec.errors import ErrorContext
 from ..codec.models import ChannelId, ChannelInfo, ChannelKind
+from ..codec.status_text import flag_values
 from .frames import DeviceFrames, FrameSnapshot
 from .signals import (
     UNIT_PRECISION,
@@ -19,7 +20,7 @@ from .signals import (
     units_of,
     value_of,
 )
-from .status import STATUS_OK, status_text
+from .status import STATUS_FLAGS, STATUS_OK, status_text
 
 __all__ = ["ServomexChannel", "is_hinted"]
 
@@ -48,6 +49,17 @@ class ServomexChannel(StandardReadable):
     ``read()`` of a channel on its own is pinned to one frame, like the analyser's.
     """
 
+    # The single flags: built in __init__ from the codec's STATUS_FLAGS (their names and
+    # order); declared here only so that type checkers know them.
+    fault: FrameSignalR[bool]
+    maintenance: FrameSignalR[bool]
+    calibrating: FrameSignalR[bool]
+    warming_up: FrameSignalR[bool]
+    alarm1: FrameSignalR[bool]
+    alarm2: FrameSignalR[bool]
+    alarm3: FrameSignalR[bool]
+    alarm4: FrameSignalR[bool]
+
     def __init__(
         self,
         info: ChannelInfo,
@@ -64,18 +76,13 @@ class ServomexChannel(StandardReadable):
         ctx = (context or ErrorContext()).merged(channel=cid.value)
         base = f"{source}#{cid.value.lower()}"
 
-        def flag(field: str, index: int | None = None) -> FrameSignalR[bool]:
+        def flag(index: int, flag_name: str) -> FrameSignalR[bool]:
             def extract(snapshot: FrameSnapshot) -> bool:
                 reading = find_reading(snapshot, cid)
-                if reading is None:
-                    return False
-                if index is not None:
-                    return reading.status.alarms[index]
-                return bool(getattr(reading.status, field))
+                return reading is not None and flag_values(reading.status)[index]
 
-            label = field if index is None else f"alarm{index + 1}"
             return frame_signal(
-                bool, frames, extract, source=f"{base}.{label}", default=False, context=ctx
+                bool, frames, extract, source=f"{base}.{flag_name}", default=False, context=ctx
             )
 
         value_format = (
@@ -105,14 +112,9 @@ class ServomexChannel(StandardReadable):
                 context=ctx,
             )
         # the single flags: children (readable, subscribable), not fields of read()
-        self.fault = flag("fault")
-        self.maintenance = flag("maintenance")
-        self.calibrating = flag("calibrating")
-        self.warming_up = flag("warming_up")
-        self.alarm1 = flag("alarms", 0)
-        self.alarm2 = flag("alarms", 1)
-        self.alarm3 = flag("alarms", 2)
-        self.alarm4 = flag("alarms", 3)
+        # (named and ordered by the codec's STATUS_FLAGS: fault, maintenance … alarm4)
+        for index, flag_name in enumerate(STATUS_FLAGS):
+            setattr(self, flag_name, flag(index, flag_name))
         self.ok = frame_signal(
             bool,
             frames,
@@ -150,17 +152,8 @@ class ServomexChannel(StandardReadable):
     @property
     def flag_signals(self) -> tuple[FrameSignalR[bool], ...]:
         """The single flags, in the status string's order, then ``ok``."""
-        return (
-            self.fault,
-            self.maintenance,
-            self.calibrating,
-            self.warming_up,
-            self.alarm1,
-            self.alarm2,
-            self.alarm3,
-            self.alarm4,
-            self.ok,
-        )
+        flags: list[FrameSignalR[bool]] = [getattr(self, n) for n in STATUS_FLAGS]
+        return (*flags, self.ok)
 
     async def read(self) -> dict[str, BlueskyReading[Any]]:
         """Every field of this channel from one frame (the triggered one, else the latest)."""

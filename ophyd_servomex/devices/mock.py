@@ -32,9 +32,10 @@ from ..codec.models import (
     ProtocolKind,
     Unit,
 )
+from ..codec.status_text import status_from_flags
 from .calibration import check_confirm
 from .signals import UNIT_PRECISION, CalibrationPhase, units_of
-from .status import status_text
+from .status import STATUS_FLAGS, status_text
 
 if TYPE_CHECKING:
     from .analyser import ServomexAnalyser
@@ -165,7 +166,7 @@ class ServomexAnalyserMock(DeviceMock["ServomexAnalyser"]):
 def _derive_status(channel: ServomexChannel) -> None:
     """Keep a mock channel's ``status`` and ``ok`` following its single flags, so a test
     that sets ``fault`` (``set_mock_value(analyser.i1.fault, True)``) reads ``"fault"``."""
-    flags = channel.flag_signals[:8]
+    flags = channel.flag_signals[: len(STATUS_FLAGS)]
     state = [False] * len(flags)
 
     def follow(index: int) -> Callable[[dict[str, Reading[bool]]], None]:
@@ -174,13 +175,7 @@ def _derive_status(channel: ServomexChannel) -> None:
             if state[index] == value:
                 return
             state[index] = value
-            status = ChannelStatus(
-                fault=state[0],
-                maintenance=state[1],
-                calibrating=state[2],
-                warming_up=state[3],
-                alarms=(state[4], state[5], state[6], state[7]),
-            )
+            status = status_from_flags(state)
             set_mock_value(channel.status, status_text(status))
             set_mock_value(channel.ok, status.ok)
 

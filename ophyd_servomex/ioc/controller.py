@@ -7,6 +7,9 @@ PVs (``P`` is the prefix, such as ``SMX1:``; names are FastCS's PascalCase of th
   calibrating / no frame / link down), ``P:CalGroup1`` … ``P:CalGroup4`` (phase),
   ``P:Clock``, ``P:Protocol``, ``P:Address``, ``P:DroppedFrames``;
 - the link: ``P:Connected``, ``P:LinkStatus``, ``P:Frames`` (frames published),
+  ``P:Sequence`` (odd while the frame PVs are being updated, even when they are one
+  frame or one INVALID state: a client reading it before and after the frame PVs knows
+  whether what it read belongs together),
   ``P:PollErrors``, ``P:Reconnects``, ``P:PollPeriod`` / ``P:PollPeriod_RBV`` (settable);
 - calibration: ``P:CalStart`` (write a group 1–4) and ``P:CalStop`` (write 1), refused
   unless the IOC was started with ``--allow-calibration``;
@@ -47,7 +50,7 @@ from ..codec.models import (
     Reading,
     Unit,
 )
-from ..codec.status_text import status_text
+from ..codec.status_text import STATUS_FLAGS, flag_values, status_text
 from ..driver import Analyzer
 from .config import MAX_POLL_PERIOD, MIN_POLL_PERIOD, AnalyserConfig
 from .hooks import NO_ALARM, Alarm, AlarmedAttrR, AlarmKind, Severity, requester
@@ -108,15 +111,9 @@ class ChannelController(Controller):  # type: ignore[misc]
         super().__init__(description=f"channel {info.channel.value}")
         self.channel = info.channel
         self.info = info
-        self.value = AlarmedAttrR(_value_type(info), initial_value=math.nan)
-        self.fault = AlarmedAttrR(Bool())
-        self.maintenance = AlarmedAttrR(Bool())
-        self.calibrating = AlarmedAttrR(Bool())
-        self.warming_up = AlarmedAttrR(Bool())
-        self.alarm1 = AlarmedAttrR(Bool())
-        self.alarm2 = AlarmedAttrR(Bool())
-        self.alarm3 = AlarmedAttrR(Bool())
-        self.alarm4 = AlarmedAttrR(Bool())
+        self.value = AlarmedAttrR(_value_type(info), initial_value=math.nan, every_update=True)
+        for flag in STATUS_FLAGS:  # fault, maintenance … alarm4: the codec's names and order
+            setattr(self, flag, AlarmedAttrR(Bool()))
         self.ok = AlarmedAttrR(Bool())
         self.status = AlarmedAttrR(String(), initial_value="no frame")
         self.display_name = AlarmedAttrR(String(), initial_value=info.name or "")
@@ -125,17 +122,8 @@ class ChannelController(Controller):  # type: ignore[misc]
     @property
     def flags(self) -> tuple[AlarmedAttrR[bool], ...]:
         """fault, maintenance, calibrating, warming_up, alarm1…4, ok."""
-        return (
-            self.fault,
-            self.maintenance,
-            self.calibrating,
-            self.warming_up,
-            self.alarm1,
-            self.alarm2,
-            self.alarm3,
-            self.alarm4,
-            self.ok,
-        )
+        flags: list[AlarmedAttrR[bool]] = [getattr(self, flag) for flag in STATUS_FLAGS]
+        return (*flags, self.ok)
 
     def learn(self, info: ChannelInfo) -> None:
         """Take the units and precision ``identify`` found (once the analyser answered)."""
@@ -148,14 +136,7 @@ class ChannelController(Controller):  # type: ignore[misc]
         status = reading.status
         value = math.nan if reading.value is None else reading.value
         await self.value.publish(value, channel_alarm(reading), timestamp)
-        flags = (
-            status.fault,
-            status.maintenance,
-            status.calibrating,
-            status.warming_up,
-            *status.alarms,
-            status.ok,
-        )
+        flags = (*flag_values(status), status.ok)
         for attr, flag in zip(self.flags, flags, strict=True):
             await attr.publish(flag, NO_ALARM, timestamp)
         await self.status.publish(flags_text(status), NO_ALARM, timestamp)
@@ -200,6 +181,7 @@ class AnalyserController(Controller):  # type: ignore[misc]
         self.connected = AttrR(Bool())
         self.link_status = AttrR(String(), initial_value="connecting")
         self.frames = AttrR(Int())
+        self.sequence = AttrR(Int())
         self.poll_errors = AttrR(Int())
         self.reconnects = AttrR(Int())
         self.poll_period = AttrRW(
@@ -251,8 +233,23 @@ class AnalyserController(Controller):  # type: ignore[misc]
                 child.learn(channel_info)
         self.identified.set()
 
+    async def _begin(self) -> None:
+        """``P:Sequence`` odd: an update of the frame PVs is being posted."""
+        await self.sequence.update(self.sequence.get() | 1)
+
+    async def _end(self) -> None:
+        """``P:Sequence`` even again: the frame PVs are consistent."""
+        await self.sequence.update((self.sequence.get() | 1) + 1)
+
     async def publish(self, frame: Frame, analyser: Analyzer) -> None:
-        """One frame: every PV, with the frame's timestamp."""
+        """One frame: every PV, with the frame's timestamp (``P:Sequence`` odd meanwhile)."""
+        await self._begin()
+        try:
+            await self._publish(frame, analyser)
+        finally:
+            await self._end()
+
+    async def _publish(self, frame: Frame, analyser: Analyzer) -> None:
         stamp = frame.timestamp
         status = frame.analyser
         await self.fault.publish(status.fault, NO_ALARM, stamp)
@@ -305,10 +302,14 @@ class AnalyserController(Controller):  # type: ignore[misc]
         await self.reconnects.update(self.reconnects.get() + 1)
 
     async def _invalidate(self, alarm: Alarm) -> None:
-        for attr in self.frame_attributes:
-            await attr.publish(attr.get(), alarm)
-        for child in self.channels.values():
-            await child.invalidate(alarm)
+        await self._begin()
+        try:
+            for attr in self.frame_attributes:
+                await attr.publish(attr.get(), alarm)
+            for child in self.channels.values():
+                await child.invalidate(alarm)
+        finally:
+            await self._end()
 
     # --- calibration -----------------------------------------------------------------
 

@@ -25,7 +25,9 @@ from ophyd_servomex.codec.models import (
     ProtocolKind,
     Unit,
 )
+from ophyd_servomex.codec.status_text import flag_values, status_from_flags
 from ophyd_servomex.devices import ServomexAnalyser
+from ophyd_servomex.devices.channel import ServomexChannel
 from ophyd_servomex.devices.signals import CalibrationPhase, float32_value
 from ophyd_servomex.devices.status import (
     STATUS_FLAGS,
@@ -150,6 +152,42 @@ async def test_one_status_field_per_channel_and_the_flags_as_children() -> None:
         assert (await i2.fault.read())["gas-i2-fault"]["value"] is True
     finally:
         await analyser.disconnect()
+
+
+async def test_the_flag_children_are_the_codecs_flags_in_its_order() -> None:
+    analyser = await _connected()
+    try:
+        i1 = analyser.i1
+        assert [s.name for s in i1.flag_signals] == [
+            f"gas-i1-{flag}" for flag in (*STATUS_FLAGS, "ok")
+        ]
+        children = [name for name, _ in i1.children()]
+        assert [c for c in children if c in STATUS_FLAGS] == list(STATUS_FLAGS)
+        # the declarations type checkers see name the same flags
+        assert list(ServomexChannel.__annotations__) == list(STATUS_FLAGS)
+        # each child reads its own flag of the frame
+        for index, flag in enumerate(STATUS_FLAGS):
+            on = status_from_flags([k == index for k in range(len(STATUS_FLAGS))])
+            analyser._hub.publish(_with_status(make_frame(1.0), ChannelId.I1, on, 1.0))
+            values = [await s.get_value() for s in i1.flag_signals[:-1]]
+            assert values == [k == index for k in range(len(STATUS_FLAGS))], flag
+            assert await i1.status.get_value() == STATUS_FLAGS[flag]
+    finally:
+        await analyser.disconnect()
+
+
+def test_flag_values_and_status_from_flags_are_inverses_in_the_flags_order() -> None:
+    for bits in itertools.product((False, True), repeat=8):
+        status = ChannelStatus(*bits[:4], alarms=(bits[4], bits[5], bits[6], bits[7]))
+        assert flag_values(status) == bits
+        assert status_from_flags(bits) == status
+    assert flag_values(ChannelStatus(warming_up=True)).index(True) == list(STATUS_FLAGS).index(
+        "warming_up"
+    )
+    with pytest.raises(ServomexValidationError, match=r"8 status flags .* not 9"):
+        status_from_flags([False] * 9)
+    with pytest.raises(ServomexValidationError, match="not 4"):
+        status_from_flags([True] * 4)
 
 
 async def test_modbus_values_at_float32_precision_continuous_values_untouched() -> None:
