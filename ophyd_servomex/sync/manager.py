@@ -17,6 +17,7 @@ from ..codec.models import (
     Sample,
     SerialSettings,
 )
+from ..codec.options import DEFAULT_TIMEOUT
 from ..driver import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_INTER_FRAME_IDLE,
@@ -114,7 +115,7 @@ class SyncManager:
         protocol: ProtocolKind = ProtocolKind.MODBUS_RTU,
         address: int = 1,
         serial_settings: SerialSettings | None = None,
-        timeout: float = 1.0,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> SyncAnalyzer:
         """Blocking :meth:`ServomexManager.add` of a port string."""
         if not isinstance(port, str):
