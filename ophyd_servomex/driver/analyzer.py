@@ -107,7 +107,9 @@ class Analyzer:
 
     Attributes that need no I/O: :attr:`protocol` (the mode in use, resolved by AUTO),
     :attr:`address`, :attr:`port`, :attr:`name`, :attr:`info` (cached by
-    :meth:`identify`), :attr:`capabilities`, :attr:`dropped_frames`, :meth:`snapshot`.
+    :meth:`identify`), :attr:`capabilities`, :attr:`dropped_frames`, :meth:`snapshot`,
+    and :attr:`options`: the keyword arguments, checked once, as one frozen
+    :class:`~ophyd_servomex.codec.options.ConnectionOptions`.
     """
 
     def __init__(
@@ -708,7 +710,9 @@ async def open_device(
             (on entering).
 
     More options (the continuous frame period, the Modbus idle gap, retries, the name
-    samples carry) are keyword arguments of :class:`Analyzer` itself.
+    samples carry) are keyword arguments of :class:`Analyzer` itself; the arguments are
+    kept as one :class:`~ophyd_servomex.codec.options.ConnectionOptions`
+    (:attr:`Analyzer.options`), which :meth:`Analyzer.from_options` also takes.
     """
     analyzer = Analyzer(
         port,
