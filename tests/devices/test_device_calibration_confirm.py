@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy
 import pytest
 from bluesky import RunEngine
+from confirm_values import NOT_TRUE, NOT_TRUE_IDS
 from devicehelpers import connect, disconnect, make_run_engine, simulator, stop_run_engine
 from ophyd_async.core import get_mock_execute, init_devices
 
@@ -24,26 +24,6 @@ from ophyd_servomex.devices.calibration import check_confirm
 from ophyd_servomex.devices.mock import MockAutocal
 from ophyd_servomex.plans import calibrate, calibration_run
 from ophyd_servomex.sim import Direction, SimulatorThread
-
-NOT_TRUE: list[Any] = [
-    "true",
-    "True",
-    "false",
-    "yes",
-    1,
-    0.5,
-    1.0,
-    [True],
-    (True,),
-    {"a": 1},
-    numpy.bool_(True),
-    numpy.int64(1),
-    None,
-    False,
-    0,
-    "",
-]
-IDS = [f"{type(v).__name__}-{v!r}" for v in NOT_TRUE]
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +55,7 @@ def assert_nothing_sent(sim: SimulatorThread, before: int) -> None:
     assert tuple(sim.analyser.calibration_log) == ()
 
 
-@pytest.mark.parametrize("confirm", NOT_TRUE, ids=IDS)
+@pytest.mark.parametrize("confirm", NOT_TRUE, ids=NOT_TRUE_IDS)
 def test_the_device_refuses_anything_but_true(
     bench: tuple[SimulatorThread, ServomexAnalyser], confirm: Any
 ) -> None:
@@ -89,7 +69,7 @@ def test_the_device_refuses_anything_but_true(
     assert_nothing_sent(sim, before)
 
 
-@pytest.mark.parametrize("confirm", NOT_TRUE, ids=IDS)
+@pytest.mark.parametrize("confirm", NOT_TRUE, ids=NOT_TRUE_IDS)
 def test_the_plans_refuse_anything_but_true(
     RE: RunEngine, bench: tuple[SimulatorThread, ServomexAnalyser], confirm: Any
 ) -> None:
@@ -112,7 +92,7 @@ def test_the_plans_refuse_anything_but_true(
     assert_nothing_sent(sim, before)
 
 
-@pytest.mark.parametrize("confirm", NOT_TRUE, ids=IDS)
+@pytest.mark.parametrize("confirm", NOT_TRUE, ids=NOT_TRUE_IDS)
 def test_the_mock_refuses_anything_but_true(confirm: Any) -> None:
     with init_devices(mock=True):
         o2 = ServomexAnalyser()
@@ -128,7 +108,7 @@ def test_the_mock_refuses_anything_but_true(confirm: Any) -> None:
     get_mock_execute(o2.calibration.start_group).assert_not_called()
 
 
-@pytest.mark.parametrize("confirm", NOT_TRUE, ids=IDS)
+@pytest.mark.parametrize("confirm", NOT_TRUE, ids=NOT_TRUE_IDS)
 def test_check_confirm_accepts_only_the_true_singleton(confirm: Any) -> None:
     with pytest.raises(ServomexConfirmationRequiredError, match=r"not .*"):
         check_confirm(confirm, "calibrating")

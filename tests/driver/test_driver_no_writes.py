@@ -9,6 +9,7 @@ sends FC05 to coils 0–3 and 8 only, and ``pulse_coil`` refuses any other coil 
 from __future__ import annotations
 
 import pytest
+from confirm_values import NOT_TRUE
 from driverhelpers import ADDRESS, quiet_config
 
 from ophyd_servomex.codec.errors import (
@@ -54,15 +55,12 @@ async def test_no_public_method_writes_without_confirmation() -> None:
             for group in (1, 2, 3, 4):
                 with pytest.raises(ServomexConfirmationRequiredError):
                     await a.start_calibration(group)
-            # only confirm=True itself: truthy strings, numbers, containers, numpy bools refused
-            for truthy in ("true", "yes", 1, 1.0, 0.5, [True], (True,), {"confirm": True}):
+            # only confirm=True itself: strings, numbers, containers, numpy scalars refused
+            for not_true in NOT_TRUE:
                 with pytest.raises(ServomexConfirmationRequiredError):
-                    await a.start_calibration(1, confirm=truthy)  # type: ignore[arg-type]
+                    await a.start_calibration(1, confirm=not_true)
                 with pytest.raises(ServomexConfirmationRequiredError):
-                    await a.stop_calibration(confirm=truthy)  # type: ignore[arg-type]
-            numpy = pytest.importorskip("numpy")
-            with pytest.raises(ServomexConfirmationRequiredError):
-                await a.start_calibration(1, confirm=numpy.bool_(True))  # type: ignore[arg-type]
+                    await a.stop_calibration(confirm=not_true)
             with pytest.raises(ServomexConfirmationRequiredError):
                 await a.stop_calibration()
             client = a.modbus

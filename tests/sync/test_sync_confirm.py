@@ -11,30 +11,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy
 import pytest
+from confirm_values import NOT_TRUE, NOT_TRUE_IDS
 
 from ophyd_servomex.codec.errors import ServomexConfirmationRequiredError
 from ophyd_servomex.codec.models import CalPhase, ProtocolKind
 from ophyd_servomex.sim import Direction, SimConfig, SimulatorThread, WireKind
 from ophyd_servomex.sync import Servomex, SyncAnalyzer
-
-NOT_TRUE: list[Any] = [
-    "true",
-    "false",
-    "yes",
-    1,
-    0.5,
-    1.0,
-    [True],
-    (True,),
-    {"a": 1},
-    numpy.bool_(True),
-    None,
-    False,
-    0,
-]
-IDS = [f"{type(v).__name__}-{v!r}" for v in NOT_TRUE]
 
 START_GROUP_1_ON = bytes.fromhex("1E 05 00 00 FF 00 8E 55")
 STOP_ALL_ON = bytes.fromhex("1E 05 00 08 FF 00 0F 97")
@@ -56,7 +39,7 @@ def received(sim: SimulatorThread) -> int:
     return len(sim.log.events(direction=Direction.RX))
 
 
-@pytest.mark.parametrize("confirm", NOT_TRUE, ids=IDS)
+@pytest.mark.parametrize("confirm", NOT_TRUE, ids=NOT_TRUE_IDS)
 def test_start_and_stop_refuse_anything_but_true_before_any_byte(
     bench: tuple[SimulatorThread, SyncAnalyzer], confirm: Any
 ) -> None:
