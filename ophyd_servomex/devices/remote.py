@@ -12,16 +12,23 @@ PVA; ``describe()`` lists the phases as ``choices`` like the direct device),
 ``display_name`` and ``unit``; ``calibration`` (a ``Movable`` with progress), ``trigger()``
 (waits for the IOC's next frame) and whole-device monitoring (one event per frame).
 
-The IOC also serves its link state (``connected``, ``link_status``, ``frames``,
-``poll_errors``, ``reconnects``) and the settable ``poll_period``; they are children here
-but not read into events. A read gathers the PVs separately, so its fields come from the
-latest frame the IOC published at each PV (a frame can change in between); the direct
-device pins one frame.
+As on the direct device, ``link_state`` (a :class:`LinkState`: ``connected`` while the
+IOC has the port open, ``reconnecting`` while it reopens a lost one, ``disconnected``
+before it first opened it) and the settable ``poll_rate_hz`` (``1 / P:PollPeriod``,
+``bps.mv(analyser.poll_rate_hz, 4)``) are children that are not read into events. The
+IOC's own link PVs (``connected``, ``link_status``, ``frames``, ``sequence``,
+``poll_errors``, ``reconnects``, ``poll_period``) are children too.
+
+**One frame per event.** The IOC serves each field as a PV of its own, so reading them
+one by one could mix two frames. ``read()`` reads ``P:Sequence`` before and after the
+fields (the IOC makes it odd while it posts a frame and even after) and reads again until
+nothing was posted in between, as the direct device pins one frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from typing import Annotated as A
 from typing import Any
@@ -40,6 +47,8 @@ from ophyd_async.core import (
     StandardReadable,
     StandardReadableFormat,
     WatchableAsyncStatus,
+    derived_signal_r,
+    derived_signal_rw,
     wait_for_value,
 )
 from ophyd_async.fastcs.core import fastcs_connector
@@ -48,9 +57,11 @@ from ..codec.errors import (
     ErrorContext,
     ServomexConfigurationError,
     ServomexTimeoutError,
+    ServomexValidationError,
 )
 from ..codec.models import ChannelId, ChannelKind
 from .calibration import ServomexCalibration
+from .link import LinkState
 from .signals import CalibrationPhase
 
 __all__ = ["REMOTE_SCHEMES", "RemoteServomexAnalyser", "is_remote_port", "remote_prefix"]
@@ -62,6 +73,26 @@ _CHANNEL_READS = ("status",)
 _CHANNEL_CONFIG = ("display_name", "unit")
 
 Format = StandardReadableFormat
+
+COHERENT_READ_TRIES = 20
+"""How often ``read()`` reads the fields again because the IOC posted a frame meanwhile."""
+
+
+def link_state(connected: bool, link_status: str) -> LinkState:
+    """The direct device's :class:`LinkState` from the IOC's ``P:Connected`` and
+    ``P:LinkStatus``: an open port is ``connected`` (a failed poll shows in the values'
+    INVALID alarm), a lost one that the IOC reopens ``reconnecting``, a port the IOC has
+    not opened yet since it started (``connecting``) ``disconnected``."""
+    if connected:
+        return LinkState.CONNECTED
+    if link_status == "connecting":
+        return LinkState.DISCONNECTED
+    return LinkState.RECONNECTING
+
+
+def poll_rate_hz(poll_period: float) -> float:
+    """Polls per second from the IOC's poll period (seconds)."""
+    return 1.0 / poll_period if poll_period > 0 else 0.0
 
 
 def is_remote_port(port: object) -> bool:
@@ -105,6 +136,7 @@ class RemoteServomexAnalyser(StandardReadable):
     connected: SignalR[bool]
     link_status: SignalR[str]
     frames: SignalR[int]
+    sequence: SignalR[int]
     poll_errors: SignalR[int]
     reconnects: SignalR[int]
     poll_period: SignalRW[float]
@@ -134,6 +166,8 @@ class RemoteServomexAnalyser(StandardReadable):
         self._channels: dict[ChannelId, Device] = {}
         self._registered = False
         self._subscriptions: dict[Callback[dict[str, BlueskyReading[Any]]], Any] = {}
+        self.coherent_retries = 0
+        """How often ``read()`` read again because the IOC posted a frame meanwhile."""
         self._context = ErrorContext(port=port)
         source = f"pva://{prefix}"
         self.calibration = ServomexCalibration(
@@ -146,6 +180,20 @@ class RemoteServomexAnalyser(StandardReadable):
             context=self._context,
         )
         super().__init__(name=name, connector=fastcs_connector(prefix))
+        # the direct device's names, over the IOC's PVs (children that are not read)
+        self.link_state = derived_signal_r(
+            link_state, connected=self.connected, link_status=self.link_status
+        )
+        self.poll_rate_hz = derived_signal_rw(
+            poll_rate_hz, self._set_poll_rate, derived_units="Hz", poll_period=self.poll_period
+        )
+
+    async def _set_poll_rate(self, value: float) -> None:
+        if not math.isfinite(value) or value <= 0:
+            raise ServomexValidationError(
+                f"poll_rate_hz must be a finite number > 0, not {value!r}", context=self._context
+            )
+        await self.poll_period.set(1.0 / value)
 
     # --- connecting ------------------------------------------------------------------
 
@@ -230,6 +278,28 @@ class RemoteServomexAnalyser(StandardReadable):
             if key is not None:
                 key["choices"] = [phase.value for phase in CalibrationPhase]
         return keys
+
+    async def read(self) -> dict[str, BlueskyReading[Any]]:
+        """Every field from one frame: read again while the IOC posts a frame meanwhile
+        (``P:Sequence`` odd, or not the same before and after)."""
+        seen: list[tuple[int, int]] = []
+        for _ in range(COHERENT_READ_TRIES):
+            before = await self.sequence.get_value()
+            if before % 2 == 0:
+                reading = await super().read()
+                after = await self.sequence.get_value()
+                if after == before:
+                    self.coherent_retries += len(seen)
+                    return reading
+                seen.append((before, after))
+            else:
+                seen.append((before, before))
+                await asyncio.sleep(0.005)  # the IOC is posting a frame: a few ms
+        raise ServomexTimeoutError(
+            f"{self.port}: the IOC posted a frame during each of {COHERENT_READ_TRIES} "
+            f"reads (sequence {seen[0][0]} … {seen[-1][1]}); a longer poll period helps",
+            context=self._context,
+        )
 
     @AsyncStatus.wrap
     async def trigger(self) -> None:

@@ -7,6 +7,9 @@ PVs (``P`` is the prefix, such as ``SMX1:``; names are FastCS's PascalCase of th
   calibrating / no frame / link down), ``P:CalGroup1`` … ``P:CalGroup4`` (phase),
   ``P:Clock``, ``P:Protocol``, ``P:Address``, ``P:DroppedFrames``;
 - the link: ``P:Connected``, ``P:LinkStatus``, ``P:Frames`` (frames published),
+  ``P:Sequence`` (odd while the frame PVs are being updated, even when they are one
+  frame or one INVALID state: a client reading it before and after the frame PVs knows
+  whether what it read belongs together),
   ``P:PollErrors``, ``P:Reconnects``, ``P:PollPeriod`` / ``P:PollPeriod_RBV`` (settable);
 - calibration: ``P:CalStart`` (write a group 1–4) and ``P:CalStop`` (write 1), refused
   unless the IOC was started with ``--allow-calibration``;
@@ -108,7 +111,7 @@ class ChannelController(Controller):  # type: ignore[misc]
         super().__init__(description=f"channel {info.channel.value}")
         self.channel = info.channel
         self.info = info
-        self.value = AlarmedAttrR(_value_type(info), initial_value=math.nan)
+        self.value = AlarmedAttrR(_value_type(info), initial_value=math.nan, every_update=True)
         for flag in STATUS_FLAGS:  # fault, maintenance … alarm4: the codec's names and order
             setattr(self, flag, AlarmedAttrR(Bool()))
         self.ok = AlarmedAttrR(Bool())
@@ -178,6 +181,7 @@ class AnalyserController(Controller):  # type: ignore[misc]
         self.connected = AttrR(Bool())
         self.link_status = AttrR(String(), initial_value="connecting")
         self.frames = AttrR(Int())
+        self.sequence = AttrR(Int())
         self.poll_errors = AttrR(Int())
         self.reconnects = AttrR(Int())
         self.poll_period = AttrRW(
@@ -229,8 +233,23 @@ class AnalyserController(Controller):  # type: ignore[misc]
                 child.learn(channel_info)
         self.identified.set()
 
+    async def _begin(self) -> None:
+        """``P:Sequence`` odd: an update of the frame PVs is being posted."""
+        await self.sequence.update(self.sequence.get() | 1)
+
+    async def _end(self) -> None:
+        """``P:Sequence`` even again: the frame PVs are consistent."""
+        await self.sequence.update((self.sequence.get() | 1) + 1)
+
     async def publish(self, frame: Frame, analyser: Analyzer) -> None:
-        """One frame: every PV, with the frame's timestamp."""
+        """One frame: every PV, with the frame's timestamp (``P:Sequence`` odd meanwhile)."""
+        await self._begin()
+        try:
+            await self._publish(frame, analyser)
+        finally:
+            await self._end()
+
+    async def _publish(self, frame: Frame, analyser: Analyzer) -> None:
         stamp = frame.timestamp
         status = frame.analyser
         await self.fault.publish(status.fault, NO_ALARM, stamp)
@@ -283,10 +302,14 @@ class AnalyserController(Controller):  # type: ignore[misc]
         await self.reconnects.update(self.reconnects.get() + 1)
 
     async def _invalidate(self, alarm: Alarm) -> None:
-        for attr in self.frame_attributes:
-            await attr.publish(attr.get(), alarm)
-        for child in self.channels.values():
-            await child.invalidate(alarm)
+        await self._begin()
+        try:
+            for attr in self.frame_attributes:
+                await attr.publish(attr.get(), alarm)
+            for child in self.channels.values():
+                await child.invalidate(alarm)
+        finally:
+            await self._end()
 
     # --- calibration -----------------------------------------------------------------
 

@@ -110,7 +110,9 @@ class AlarmedAttrR[T: (int, float, bool, str)](AttrR[T, Any]):  # type: ignore[m
     """A read-only FastCS attribute with an alarm state and a source timestamp.
 
     Starts INVALID (no frame yet). :meth:`publish` sets value, alarm and timestamp in one
-    update; a change of alarm alone still reaches the clients.
+    update; a change of alarm alone still reaches the clients. With ``every_update`` each
+    update is posted even when nothing changed (a channel's value: one post per frame,
+    stamped with the frame's time).
     """
 
     def __init__(
@@ -120,10 +122,12 @@ class AlarmedAttrR[T: (int, float, bool, str)](AttrR[T, Any]):  # type: ignore[m
         initial_value: T | None = None,
         description: str | None = None,
         alarm: Alarm = NO_FRAME,
+        every_update: bool = False,
     ) -> None:
         super().__init__(datatype, initial_value=initial_value, description=description)
         self.alarm: Alarm = alarm
         self.timestamp: float = time.time()
+        self.every_update = every_update
         self._posted: Alarm | None = None
 
     async def publish(
@@ -136,7 +140,7 @@ class AlarmedAttrR[T: (int, float, bool, str)](AttrR[T, Any]):  # type: ignore[m
 
     async def update(self, value: Any) -> None:
         """FastCS's update; forces the clients' update when only the alarm changed."""
-        if self._posted != self.alarm:
+        if self.every_update or self._posted != self.alarm:
             self._value = _UNEQUAL
         self._posted = self.alarm
         await super().update(value)

@@ -1,6 +1,6 @@
 """What an IOC process imports: FastCS's EPICS transports, not its REST, GraphQL or
-launcher, GUI generation (pvi), IPython or setuptools, and nothing of ophyd, bluesky or tiled (each test runs a
-fresh interpreter, since this one has them all loaded)."""
+launcher, GUI generation (pvi), IPython or setuptools, and nothing of ophyd, bluesky or
+tiled (each test runs a fresh interpreter, since this one has them all loaded)."""
 
 from __future__ import annotations
 

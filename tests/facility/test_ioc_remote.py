@@ -17,8 +17,8 @@ from bluesky.plans import count
 from epics_helpers import CalibrationIoc, FacilityIoc, SimProcess
 from ophyd_async.core import init_devices
 
-from ophyd_servomex.devices import ServomexAnalyser
-from ophyd_servomex.devices.remote import RemoteServomexAnalyser
+from ophyd_servomex.devices import LinkState, ServomexAnalyser
+from ophyd_servomex.devices.remote import RemoteServomexAnalyser, link_state
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -97,6 +97,94 @@ def test_count_gives_the_same_data_keys_as_a_direct_device(
         assert choices == ["idle", "sampling", "cal_gas_1", "cal_gas_2", "done", "stopped"]
     assert _descriptor(remote)["data_keys"]["analyser-i1-value"]["units"] == "%"
     assert _descriptor(remote)["data_keys"]["analyser-i1-value"]["precision"] == 3
+
+
+@pytest.mark.parametrize(
+    ("connected", "status", "state"),
+    [
+        (True, "connected", LinkState.CONNECTED),
+        (True, "no frame: no answer within 2 s", LinkState.CONNECTED),
+        (False, "down: ServomexConnectionError: port gone", LinkState.RECONNECTING),
+        (False, "connecting", LinkState.DISCONNECTED),
+    ],
+)
+def test_link_state_from_the_ioc_link_pvs(connected: bool, status: str, state: LinkState) -> None:
+    assert link_state(connected, status) is state
+
+
+def test_link_state_and_poll_rate_under_the_direct_devices_names(
+    facility_ioc: FacilityIoc, RE: RunEngine
+) -> None:
+    from ophyd_servomex.codec.errors import ServomexValidationError
+
+    with init_devices():
+        analyser = ServomexAnalyser("pva://SMX1:")
+        down = ServomexAnalyser("pva://SMX2:")  # its simulator does not run
+
+    async def check() -> None:
+        assert await analyser.link_state.get_value() is LinkState.CONNECTED
+        assert await down.link_state.get_value() is LinkState.RECONNECTING
+        assert await analyser.poll_rate_hz.get_value() == 2.0  # P:PollPeriod 0.5 s
+        assert (await analyser.poll_rate_hz.describe())["analyser-poll_rate_hz"]["units"] == "Hz"
+        await analyser.poll_rate_hz.set(4.0)
+        try:
+            assert await analyser.poll_period.get_value() == 0.25
+            assert await analyser.poll_rate_hz.get_value() == 4.0
+            with pytest.raises(ServomexValidationError, match="poll_rate_hz"):
+                await analyser.poll_rate_hz.set(0.0)
+            with pytest.raises(Exception, match=r"0\.01"):  # the IOC's bound: 0.05 s
+                await analyser.poll_rate_hz.set(100.0)
+            assert await analyser.poll_period.get_value() == 0.25
+        finally:
+            await analyser.poll_rate_hz.set(2.0)
+        assert await analyser.poll_period.get_value() == 0.5
+
+    RE(bps.wait_for([check]))
+    # not read into events, as on the direct device
+    keys = RE(_describe(analyser))
+    assert not any("link_state" in k or "poll_rate" in k for k in keys)
+
+
+def _describe(analyser: Any) -> Any:
+    keys: dict[str, Any] = {}
+
+    async def describe() -> None:
+        keys.update(await analyser.describe())
+
+    yield from bps.wait_for([describe])
+    return keys
+
+
+def test_each_event_holds_one_frame(facility_ioc: FacilityIoc, RE: RunEngine) -> None:
+    """Reads back to back while the IOC posts a frame every ~50 ms: every channel value in
+    an event carries the timestamp of one frame (the IOC posts each value with every
+    frame, stamped with the frame's time), though the frames change under the reads."""
+    with init_devices():
+        analyser = ServomexAnalyser("pva://SMX1:")
+    assert isinstance(analyser, RemoteServomexAnalyser)
+    fields = [f"analyser-{c}-value" for c in ("i1", "i2", "i3", "e1", "e2")]
+
+    def plan() -> Any:
+        yield from bps.mv(analyser.poll_rate_hz, 20.0)
+        try:
+            yield from bps.open_run()
+            for _ in range(80):
+                yield from bps.create()
+                yield from bps.read(analyser)
+                yield from bps.save()
+            yield from bps.close_run()
+        finally:
+            yield from bps.mv(analyser.poll_rate_hz, 2.0)
+
+    docs = _collect(RE, plan())
+    events = [d for n, d in docs if n == "event"]
+    assert len(events) == 80
+    stamps = [{e["timestamps"][f] for f in fields} for e in events]
+    mixed = [sorted(s) for s in stamps if len(s) != 1]
+    assert mixed == []
+    frames = {next(iter(s)) for s in stamps}
+    assert len(frames) >= 10  # the frames did change under the reads
+    print(f"\n{len(frames)} frames in 80 reads; {analyser.coherent_retries} reads repeated")
 
 
 def _disconnect(analyser: ServomexAnalyser) -> Any:
