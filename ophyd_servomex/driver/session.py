@@ -6,12 +6,13 @@ Two backing shapes share one interface (:class:`~ophyd_servomex.codec.models.Str
   frame hub when it is created and fans every broadcast frame out into one sample per
   channel — a bad line becomes one error sample — at the analyser's own frame period.
   It needs no task, so plain ``async for`` works as well as ``async with``.
-* ``POLL`` (Modbus modes) is active: on ``__aenter__`` the session starts
-  :func:`~ophyd_servomex.driver.record` (the drift-free absolute schedule) in a task group
-  it owns, and cancels it on close, so the poll loop lives exactly as long as the session.
-  A failed poll is an error sample and the stream goes on; a lost link
-  (:class:`ServomexConnectionError`) ends the stream by being raised, after every sample
-  already received.
+* ``POLL`` (Modbus modes) is active: on ``__aenter__`` the session enters
+  :func:`~ophyd_servomex.driver.record` (the drift-free absolute
+  :class:`~ophyd_servomex.driver.schedule.Schedule`) and reads its stream; leaving the
+  session leaves the recording, so the poll loop lives exactly as long as the session. The
+  session does no timing of its own. A failed poll is an error sample and the stream goes
+  on; a lost link (:class:`ServomexConnectionError`) ends the stream by being raised, after
+  every sample already received.
 """
 
 from __future__ import annotations
@@ -23,18 +24,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import anyio
-import anyio.abc
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..codec.errors import (
     ErrorContext,
     ServomexConfigurationError,
-    ServomexError,
     ServomexValidationError,
 )
 from ..codec.models import Frame, ProtocolKind, Sample, StreamMode
 from .hub import Subscription
-from .record import record
+from .record import Recording, _record, _RecordContext
 
 if TYPE_CHECKING:
     from .analyzer import Analyzer
@@ -45,7 +43,7 @@ DEFAULT_STREAM_RATE = 1.0
 """Polls per second of a Modbus stream when no ``rate_hz`` is given."""
 
 _POLL_BUFFER = 64
-"""Per-tick batches a POLL session holds before its producer waits for the consumer."""
+"""Per-tick batches a POLL session's recording holds before it waits for the consumer."""
 
 
 class StreamingSession:
@@ -86,8 +84,8 @@ class StreamingSession:
             analyzer.subscribe(buffer_size=buffer_size) if self.passive else None
         )
         self._pending: deque[Sample] = deque()
-        self._task_group: anyio.abc.TaskGroup | None = None
-        self._receiver: MemoryObjectReceiveStream[Sequence[Sample] | BaseException] | None = None
+        self._record_context: _RecordContext | None = None
+        self._recording: Recording[Sequence[Sample]] | None = None
         self._deadline: float | None = None
         self._entered = False
         self._closed = False
@@ -154,13 +152,10 @@ class StreamingSession:
         self._closed = True
         if self._subscription is not None:
             self._subscription.close()
-        task_group, self._task_group = self._task_group, None
-        if task_group is not None:
-            task_group.cancel_scope.cancel()
-            # the body's exception is not handed to the task group: it leaves as raised
-            await task_group.__aexit__(None, None, None)
-        if self._receiver is not None:
-            self._receiver.close()
+        context, self._record_context = self._record_context, None
+        if context is not None:
+            # the body's exception is not handed to the recording: it leaves as raised
+            await context.__aexit__(None, None, None)
 
     def __del__(self) -> None:
         # ``async for sample in analyzer.stream(): break`` never calls ``aclose``: unsubscribe
@@ -171,29 +166,15 @@ class StreamingSession:
             subscription.close()
 
     async def _start_producer(self) -> None:
-        sender, receiver = anyio.create_memory_object_stream[Sequence[Sample] | BaseException](
-            self._buffer_size or _POLL_BUFFER
-        )
-        self._receiver = receiver
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
-        task_group.start_soon(self._produce, sender)
-
-    async def _produce(
-        self, sender: MemoryObjectSendStream[Sequence[Sample] | BaseException]
-    ) -> None:
         assert self.rate_hz is not None
-        async with sender:
-            try:
-                async with record(
-                    self._analyzer, rate_hz=self.rate_hz, duration=self._duration
-                ) as recording:
-                    async for batch in recording.stream:
-                        self.missed = recording.summary.samples_late
-                        await sender.send(batch)
-            except ServomexError as exc:
-                await sender.send(exc)
+        context = _record(
+            self._analyzer,
+            rate_hz=self.rate_hz,
+            duration=self._duration,
+            buffer_size=self._buffer_size or _POLL_BUFFER,
+        )
+        self._recording = await context.__aenter__()
+        self._record_context = context
 
     # --- iteration ------------------------------------------------------------------------
 
@@ -235,8 +216,8 @@ class StreamingSession:
         return [Sample.failed(analyzer.name, item, analyzer.protocol)]
 
     async def _next_polled(self) -> Sequence[Sample] | None:
-        receiver = self._receiver
-        if receiver is None:
+        recording = self._recording
+        if recording is None:
             raise ServomexConfigurationError(
                 "a polled (Modbus) stream runs its poll loop in a task group: use "
                 "'async with analyzer.stream(rate_hz=...) as samples:'",
@@ -247,9 +228,9 @@ class StreamingSession:
                 ),
             )
         try:
-            item = await receiver.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            batch = await anext(recording.stream)
+        except StopAsyncIteration:
             return None
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        finally:
+            self.missed = recording.summary.samples_late
+        return batch

@@ -23,7 +23,14 @@ from ophyd_servomex.codec.errors import (
     ServomexTimeoutError,
     ServomexValidationError,
 )
-from ophyd_servomex.codec.models import ChannelId, Frame, ProtocolKind, Reading, Sample
+from ophyd_servomex.codec.models import (
+    ChannelId,
+    Frame,
+    ProtocolKind,
+    Reading,
+    Sample,
+    StreamMode,
+)
 from ophyd_servomex.driver import (
     AcquisitionSummary,
     Analyzer,
@@ -34,6 +41,7 @@ from ophyd_servomex.driver import (
     record,
 )
 from ophyd_servomex.driver.record import RecordingStream, _record, percentile, source_names
+from ophyd_servomex.driver.session import StreamingSession
 from ophyd_servomex.sim import Fault, WireKind, serve_memory, serve_tcp
 
 pytestmark = pytest.mark.anyio
@@ -416,6 +424,28 @@ def test_a_stream_nobody_read_to_the_end_closes_its_memory_streams() -> None:
         anyio.run(main)
         gc.collect()
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_a_polled_streaming_session_reads_the_recording_and_ends_on_a_lost_link() -> None:
+    """StreamingSession's POLL path is record() itself: every sample polled before the
+    link was lost comes out, in order, then the loss is raised; the poll loop is gone
+    when the session is left."""
+    source = Counter(fail_at=[3])
+    session = StreamingSession(source, mode=StreamMode.POLL, rate_hz=1000)  # type: ignore[arg-type]
+    seen: list[float | None] = []
+
+    async def read_all() -> None:
+        async with session:
+            async for sample in session:
+                seen.append(sample.value)
+
+    with pytest.raises(ServomexConnectionError, match="link lost at poll 3"):
+        await read_all()
+    assert seen == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]  # two channels a poll
+    assert (session.samples, session.errors) == (6, 0)
+    assert source.calls == 4
+    await anyio.sleep(0.01)
+    assert source.calls == 4  # no poll after the session ended
 
 
 # --- timeouts, lost links and reconnection ------------------------------------------------
