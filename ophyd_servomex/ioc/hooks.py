@@ -39,6 +39,8 @@ __all__ = [
     "AlarmedAttrR",
     "Severity",
     "install",
+    "install_ca",
+    "install_pva",
     "requester",
 ]
 
@@ -151,7 +153,7 @@ def _epics_seconds(timestamp: float) -> tuple[int, int]:
     return seconds, min(int((timestamp - seconds) * 1e9), 999_999_999)
 
 
-_installed = False
+_installed: set[str] = set()
 
 
 def install() -> None:
@@ -159,26 +161,26 @@ def install() -> None:
 
     Call before the transports build their PVs; calling again does nothing.
     """
-    global _installed
-    if _installed:
+    install_pva()
+    install_ca()
+
+
+def _check(module: Any, name: str) -> None:
+    if not callable(getattr(module, name, None)):  # pragma: no cover - a FastCS change
+        raise RuntimeError(
+            f"FastCS changed: {module!r}.{name} is missing; ophyd_servomex.ioc needs fastcs 0.14.4"
+        )
+
+
+def install_pva() -> None:
+    """The PVA half of :func:`install` (alarm, timestamp and the requester of a put)."""
+    if "pva" in _installed:
         return
-    from fastcs.transports.epics.ca import ioc as ca_ioc
     from fastcs.transports.epics.pva import _pv_handlers as pva_handlers
 
-    checks = (
-        (pva_handlers, "cast_to_p4p_value"),
-        (ca_ioc, "_make_in_record"),
-        (pva_handlers.WritePvHandler, "put"),
-    )
-    for module, name in checks:
-        if not callable(getattr(module, name, None)):  # pragma: no cover - a FastCS change
-            raise RuntimeError(
-                f"FastCS changed: {module!r}.{name} is missing; "
-                "ophyd_servomex.ioc needs fastcs 0.14.4"
-            )
-
+    _check(pva_handlers, "cast_to_p4p_value")
+    _check(pva_handlers.WritePvHandler, "put")
     cast_to_p4p_value = pva_handlers.cast_to_p4p_value
-    make_in_record = ca_ioc._make_in_record
 
     def cast_with_alarm(attribute: Any, value: Any) -> object:
         result = cast_to_p4p_value(attribute, value)
@@ -191,12 +193,6 @@ def install() -> None:
             result["timeStamp.secondsPastEpoch"] = seconds
             result["timeStamp.nanoseconds"] = nanoseconds
         return result
-
-    def in_record_with_alarm(pv: str, attribute: Any) -> Any:
-        record = make_in_record(pv, attribute)
-        if isinstance(attribute, AlarmedAttrR):
-            return _AlarmedRecord(record, attribute)
-        return record
 
     write_put = pva_handlers.WritePvHandler.put
 
@@ -217,8 +213,26 @@ def install() -> None:
 
     pva_handlers.cast_to_p4p_value = cast_with_alarm
     pva_handlers.WritePvHandler.put = put_with_requester
+    _installed.add("pva")
+
+
+def install_ca() -> None:
+    """The CA half of :func:`install` (imports pythonSoftIOC: call it where CA is served)."""
+    if "ca" in _installed:
+        return
+    from fastcs.transports.epics.ca import ioc as ca_ioc
+
+    _check(ca_ioc, "_make_in_record")
+    make_in_record = ca_ioc._make_in_record
+
+    def in_record_with_alarm(pv: str, attribute: Any) -> Any:
+        record = make_in_record(pv, attribute)
+        if isinstance(attribute, AlarmedAttrR):
+            return _AlarmedRecord(record, attribute)
+        return record
+
     ca_ioc._make_in_record = in_record_with_alarm
-    _installed = True
+    _installed.add("ca")
 
 
 class _AlarmedRecord:

@@ -9,10 +9,12 @@ import signal
 import sys
 from typing import Any
 
+from fastcs.transports.transport import Transport
+
 from ..codec.models import ChannelInfo, Unit
 from .config import IocConfig
 from .controller import AnalyserController, default_channels
-from .hooks import install
+from .hooks import install_ca, install_pva
 from .link import Link
 
 __all__ = ["build_controllers", "serve"]
@@ -78,6 +80,38 @@ def _ca_transport() -> Any:
     return CATransport()
 
 
+def _import_ca() -> None:
+    import fastcs.transports.epics.ca.transport  # noqa: F401
+    import softioc.device  # noqa: F401
+
+
+class LateCATransport(Transport):  # type: ignore[misc]
+    """Channel Access, brought up once PVA serves: pythonSoftIOC (about 1 s of imports on a
+    loaded machine) is imported on a thread while the loop serves PVA and polls the
+    analyser, then the records are built from the attributes' current values and alarms."""
+
+    def __init__(self) -> None:
+        self._apis: list[Any] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.transport: Any = None
+
+    def connect(self, controller_apis: list[Any], loop: asyncio.AbstractEventLoop) -> None:
+        """Keep what the CA transport will need."""
+        self._apis = controller_apis
+        self._loop = loop
+
+    async def serve(self) -> None:
+        """Import pythonSoftIOC off the loop, build the records, run ``iocInit``."""
+        await asyncio.to_thread(_import_ca)
+        install_ca()
+        self.transport = _ca_transport()
+        self.transport.connect(controller_apis=self._apis, loop=self._loop)
+        await self.transport.serve()
+
+    def __repr__(self) -> str:
+        return f"LateCATransport({self.transport!r})"
+
+
 def _quiet_fastcs(verbose: int) -> None:
     from fastcs.logging import logger
 
@@ -94,13 +128,13 @@ async def serve(config: IocConfig, *, verbose: int = 0, ready: asyncio.Event | N
     from fastcs.control_system import FastCS
     from fastcs.transports.epics.pva.transport import EpicsPVATransport
 
-    install()
+    install_pva()
     _quiet_fastcs(verbose)
     _LOGGER.info("starting: %s", ", ".join(a.prefix for a in config.analysers))
     loop = asyncio.get_running_loop()
     controllers, links = build_controllers(config)
     link_tasks = [loop.create_task(link.run(), name=f"link {link.port}") for link in links]
-    fastcs = FastCS(controllers, [EpicsPVATransport(), _ca_transport()], loop=loop)
+    fastcs = FastCS(controllers, [EpicsPVATransport(), LateCATransport()], loop=loop)
     main = loop.create_task(fastcs.serve(interactive=False), name="fastcs")
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
