@@ -185,6 +185,7 @@ class ServomexAnalyser(StandardReadable):
             expected_period=expected_period,
             before_connect=before,
             reconnect=reconnect,
+            build_channels=self._add_channels,
         )
         connector.bus = bus  # not an attribute of the device: it would become a child
         connector.device_label = self._label
@@ -282,7 +283,9 @@ class ServomexAnalyser(StandardReadable):
     # --- channels ----------------------------------------------------------------------
 
     def _add_channels(self, channels: Sequence[ChannelInfo]) -> None:
-        """Build and register one child per channel (called once, by the connector)."""
+        """Build and register one child per channel (the connector calls it once, at the
+        first connect: it is handed over as ``build_channels``, so the connector needs
+        nothing of this module)."""
         for info in channels:
             child = ServomexChannel(
                 info, self._hub, source=self._source, context=self._connector.context

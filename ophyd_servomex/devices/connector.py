@@ -66,7 +66,6 @@ if TYPE_CHECKING:
     from ophyd_async.core import Device
 
     from ..driver.schedule import Schedule
-    from .analyser import ServomexAnalyser
 
 __all__ = ["ServomexConnector", "select_channels"]
 
@@ -103,7 +102,9 @@ class ServomexConnector(DeviceConnector):
     something is subscribed (change it with :meth:`set_poll_rate`); ``expected_period``
     bounds how long a continuous-mode ``trigger()`` waits for the next broadcast (three
     periods, at least 0.5 s); ``reconnect`` is the back-off after a lost link (``None``:
-    stay down until ``connect(force_reconnect=True)``).
+    stay down until ``connect(force_reconnect=True)``). ``build_channels`` is how the
+    device makes a child per channel: the connector calls it once, with the channel set it
+    learnt at the first connect (or the mock set), before the children are connected.
     """
 
     def __init__(
@@ -118,7 +119,9 @@ class ServomexConnector(DeviceConnector):
         expected_period: float,
         before_connect: Callable[[float], Awaitable[None]] | None = None,
         reconnect: ReconnectPolicy | None = None,
+        build_channels: Callable[[Sequence[ChannelInfo]], None] | None = None,
     ) -> None:
+        self._build_channels = build_channels
         self.frames = DeviceFrames(
             on_demand=self._on_demand, unavailable=self.unavailable, up=False
         )
@@ -327,15 +330,13 @@ class ServomexConnector(DeviceConnector):
         await super().connect_real(device, timeout, force_reconnect)
 
     def _build(self, device: Device, channels: Sequence[ChannelInfo]) -> None:
-        from .analyser import ServomexAnalyser
-
-        if not isinstance(device, ServomexAnalyser):
-            raise TypeError(f"ServomexConnector serves a ServomexAnalyser, not {device!r}")
+        if self._build_channels is None:
+            raise TypeError(f"ServomexConnector of {device!r} was given no build_channels")
         ids = tuple(c.channel for c in channels)
         if self._built is not None:
             self._check_channels(ids)
             return
-        _add_channels(device, channels)
+        self._build_channels(channels)
         self._built = ids
 
     def _check_channels(self, ids: tuple[ChannelId, ...]) -> None:
@@ -645,7 +646,3 @@ async def _pause(delay: float, wake: asyncio.Event) -> None:
             await wake.wait()
     except TimeoutError:
         pass
-
-
-def _add_channels(device: ServomexAnalyser, channels: Sequence[ChannelInfo]) -> None:
-    device._add_channels(channels)
