@@ -25,6 +25,7 @@ from .analyser_session import SessionFactory, device_session_factory, parse_prot
 from .backends import SessionCommandBackend, SettingBackend, StateBackend, execute
 from .calibration import ServomexCalibration
 from .channel import ServomexChannel
+from .connect_cache import forget_connect
 from .connector import ServomexConnector
 from .frames import FrameSnapshot
 from .link import ALARM_INVALID, LinkState, ReconnectPolicy
@@ -381,7 +382,7 @@ class ServomexAnalyser(StandardReadable):
             except Exception:  # the link may be gone already: still let go of the port
                 _LOGGER.exception("%s: stopping the calibration on disconnect failed", self.name)
         await self._connector.disconnect()
-        self._connect_task = None  # so the next connect() is not served from the cache
+        forget_connect(self)  # so the next connect() is not served from the cache
 
     @property
     def context(self) -> ErrorContext:

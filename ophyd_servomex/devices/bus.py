@@ -33,6 +33,7 @@ from ..codec.errors import (
 )
 from ..codec.models import ProtocolKind, SerialSettings
 from .analyser_session import AnalyserSession, SessionFactory, parse_protocol
+from .connect_cache import forget_connect
 from .owner_task import OwnerHandle, fail_ready, start_owner
 
 if TYPE_CHECKING:
@@ -211,4 +212,4 @@ class ServomexBus(Device):
         for analyser in self._attached:
             await analyser.disconnect()
         await self._connector.disconnect()
-        self._connect_task = None  # so the next connect() opens the line again
+        forget_connect(self)  # so the next connect() opens the line again

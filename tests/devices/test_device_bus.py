@@ -11,11 +11,12 @@ from bluesky.plans import count
 from bluesky.run_engine import call_in_bluesky_event_loop
 from bluesky.utils import FailedStatus
 from devicehelpers import cable, documents, f32, fds_open_to, simulator, wait_for
-from ophyd_async.core import init_devices
+from ophyd_async.core import Device, DeviceConnector, init_devices
 
 from ophyd_servomex.codec.errors import ServomexConfigurationError, ServomexConnectionError
 from ophyd_servomex.codec.models import ProtocolKind
 from ophyd_servomex.devices import LinkState, ReconnectPolicy, ServomexAnalyser, ServomexBus
+from ophyd_servomex.devices.connect_cache import forget_connect
 from ophyd_servomex.sim import WireKind
 
 RTU = ProtocolKind.MODBUS_RTU
@@ -119,3 +120,49 @@ def test_a_lost_line_lets_every_analyser_go_and_both_come_back(
             call_in_bluesky_event_loop(line.disconnect())
     events = [d for n, d in docs if n == "event"]
     assert [e["data"]["o2-i1-value"] for e in events] == [f32(20.378)] * 2
+
+
+def test_a_disconnected_bus_and_its_analysers_reconnect_with_a_plain_connect(
+    RE: RunEngine,
+) -> None:
+    with simulator(RTU, addresses=(30,)) as sim:
+        with init_devices():
+            line = ServomexBus(sim.port, protocol=RTU, inter_frame_idle=0.0)
+            o2 = ServomexAnalyser(bus=line, address=30)
+        try:
+            call_in_bluesky_event_loop(line.disconnect())
+            assert line._connector.manager is None
+            assert not o2.connected
+            call_in_bluesky_event_loop(o2.connect())  # opens the line again, then o2
+            assert line._connector.manager is not None
+            assert line._connector.manager.names == ("o2",)
+            docs = documents(RE)
+            RE(count([o2], num=1))
+        finally:
+            call_in_bluesky_event_loop(line.disconnect())
+    events = [d for n, d in docs if n == "event"]
+    assert [e["data"]["o2-i1-value"] for e in events] == [f32(20.378)]
+
+
+class _CountingConnector(DeviceConnector):
+    def __init__(self) -> None:
+        self.real_connects = 0
+
+    async def connect_real(self, device: Device, timeout: float, force_reconnect: bool) -> None:  # noqa: ASYNC109
+        self.real_connects += 1
+
+
+@pytest.mark.anyio
+async def test_forget_connect_is_what_makes_a_second_connect_real() -> None:
+    # ophyd-async caches a successful connect; the helper drops that cache (if an upgrade
+    # changes either, this says so)
+    connector = _CountingConnector()
+    device = Device(connector=connector)
+    await device.connect()
+    await device.connect()
+    assert connector.real_connects == 1  # served from ophyd-async's cache
+    forget_connect(device)
+    await device.connect()
+    assert connector.real_connects == 2
+    await device.connect()
+    assert connector.real_connects == 2
