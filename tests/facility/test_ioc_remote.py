@@ -118,8 +118,8 @@ def test_link_state_and_poll_rate_under_the_direct_devices_names(
     from ophyd_servomex.codec.errors import ServomexValidationError
 
     with init_devices():
-        analyser = ServomexAnalyser("pva://SMX1:")
-        down = ServomexAnalyser("pva://SMX2:")  # its simulator does not run
+        analyser = RemoteServomexAnalyser("pva://SMX1:")
+        down = RemoteServomexAnalyser("pva://SMX2:")  # its simulator does not run
 
     async def check() -> None:
         assert await analyser.link_state.get_value() is LinkState.CONNECTED
@@ -139,20 +139,15 @@ def test_link_state_and_poll_rate_under_the_direct_devices_names(
             await analyser.poll_rate_hz.set(2.0)
         assert await analyser.poll_period.get_value() == 0.5
 
-    RE(bps.wait_for([check]))
-    # not read into events, as on the direct device
-    keys = RE(_describe(analyser))
-    assert not any("link_state" in k or "poll_rate" in k for k in keys)
-
-
-def _describe(analyser: Any) -> Any:
     keys: dict[str, Any] = {}
 
     async def describe() -> None:
         keys.update(await analyser.describe())
 
-    yield from bps.wait_for([describe])
-    return keys
+    RE(bps.wait_for([check, describe]))
+    # not read into events, as on the direct device
+    assert "analyser-i1-value" in keys
+    assert not any("link_state" in k or "poll_rate" in k for k in keys)
 
 
 def test_each_event_holds_one_frame(facility_ioc: FacilityIoc, RE: RunEngine) -> None:
