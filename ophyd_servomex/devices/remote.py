@@ -74,7 +74,7 @@ _CHANNEL_CONFIG = ("display_name", "unit")
 
 Format = StandardReadableFormat
 
-COHERENT_READ_TRIES = 20
+COHERENT_READ_TRIES = 50
 """How often ``read()`` reads the fields again because the IOC posted a frame meanwhile."""
 
 
