@@ -61,6 +61,7 @@ from ..codec.errors import (
 )
 from ..codec.models import ChannelId, ChannelKind
 from .calibration import ServomexCalibration
+from .channel_lookup import lookup_channel
 from .link import LinkState
 from .signals import CalibrationPhase
 
@@ -252,15 +253,7 @@ class RemoteServomexAnalyser(StandardReadable):
 
     def channel(self, channel: ChannelId | str) -> Device:
         """The child of one channel (its signals: ``value``, ``fault`` … ``unit``)."""
-        cid = ChannelId.parse(channel)
-        try:
-            return self._channels[cid]
-        except KeyError:
-            raise ServomexConfigurationError(
-                f"{self.name or 'analyser'} has no channel {cid.value} "
-                f"(it has {', '.join(c.value for c in self._channels) or 'none; connect first'})",
-                context=self._context,
-            ) from None
+        return lookup_channel(self._channels, channel, owner=self.name, context=self._context)
 
     @property
     def context(self) -> ErrorContext:

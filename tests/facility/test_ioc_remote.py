@@ -17,6 +17,8 @@ from bluesky.plans import count
 from epics_helpers import CalibrationIoc, FacilityIoc, SimProcess
 from ophyd_async.core import init_devices
 
+from ophyd_servomex.codec.errors import ServomexConfigurationError
+from ophyd_servomex.codec.models import ChannelId
 from ophyd_servomex.devices import LinkState, ServomexAnalyser
 from ophyd_servomex.devices.remote import RemoteServomexAnalyser, link_state
 
@@ -54,6 +56,26 @@ def test_pva_port_gives_the_remote_device(facility_ioc: FacilityIoc, RE: RunEngi
     assert isinstance(analyser, RemoteServomexAnalyser)
     assert analyser.name == "analyser"
     assert analyser.channel_ids == ("I1", "I2", "I3", "E1", "E2")
+    assert analyser.channel("i2") is analyser.channel(ChannelId.I2) is analyser.i2
+    with pytest.raises(ServomexConfigurationError) as refused:
+        analyser.channel("I4")
+    assert refused.value.message == "analyser has no channel I4 (it has I1, I2, I3, E1, E2)"
+    assert refused.value.context.port == "pva://SMX1:"
+
+
+def test_channel_lookup_is_the_direct_devices() -> None:
+    """Both devices find a channel with one helper: the same names, the same refusal."""
+    from ophyd_servomex.codec.errors import ErrorContext
+    from ophyd_servomex.devices.channel_lookup import lookup_channel
+
+    children = {ChannelId.I1: "i1-child", ChannelId.E1: "e1-child"}
+    context = ErrorContext(port="pva://X:")
+    assert lookup_channel(children, "e1", owner="gas", context=context) == "e1-child"
+    with pytest.raises(ServomexConfigurationError) as refused:
+        lookup_channel(children, "I2", owner="gas", context=context)
+    assert refused.value.message == "gas has no channel I2 (it has I1, E1)"
+    with pytest.raises(ServomexConfigurationError, match="none; connect first"):
+        lookup_channel({}, "I1", owner="", context=context)
 
 
 def test_count_gives_the_same_data_keys_as_a_direct_device(
