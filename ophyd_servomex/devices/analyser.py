@@ -25,6 +25,7 @@ from .analyser_session import SessionFactory, device_session_factory, parse_prot
 from .backends import SessionCommandBackend, SettingBackend, StateBackend, execute
 from .calibration import ServomexCalibration
 from .channel import ServomexChannel
+from .channel_lookup import lookup_channel
 from .connect_cache import forget_connect
 from .connector import ServomexConnector
 from .frames import FrameSnapshot
@@ -303,15 +304,9 @@ class ServomexAnalyser(StandardReadable):
 
     def channel(self, channel: ChannelId | str) -> ServomexChannel:
         """The child of one channel (``"I1"``, ``"i1"`` or ``ChannelId.I1``)."""
-        cid = ChannelId.parse(channel)
-        try:
-            return self._channels[cid]
-        except KeyError:
-            raise ServomexConfigurationError(
-                f"{self.name or 'analyser'} has no channel {cid.value} "
-                f"(it has {', '.join(c.value for c in self._channels) or 'none; connect first'})",
-                context=self._connector.context,
-            ) from None
+        return lookup_channel(
+            self._channels, channel, owner=self.name, context=self._connector.context
+        )
 
     # --- bluesky verbs -----------------------------------------------------------------
 
