@@ -3,11 +3,12 @@
 :func:`subscribe_writer` subscribes a :class:`JournaledWriter` to the RunEngine. In the
 RunEngine's callback every document is appended to its run's write-ahead journal
 (``<backup_directory>/<uid>.jsonl``, see :mod:`~ophyd_servomex.catalog.journal`): that
-synchronous append is the durability point. The catalog itself is written by a background
-daemon thread, the *catalog worker*, which takes the journaled documents in the order they
-were emitted and feeds them to one ``bluesky_tiled_plugins.TiledWriter`` (whose own run
-router keeps the runs apart; it writes events in batches of ``batch_size``). A slow append
-to the catalog therefore never holds up the RunEngine:
+synchronous append is the durability point. One router, ``event_model.RunRouter``, sends each
+document to its run: the run's journal and, through the queue of a background daemon thread
+(the *catalog worker*), the run's catalog writer (by default ``TiledWriter``'s own per-run
+writer, see :func:`~ophyd_servomex.catalog.normalizer.tiled_run_writer`, which writes events
+in batches of ``batch_size``). The worker takes the documents in the order they were emitted.
+A slow append to the catalog therefore never holds up the RunEngine:
 
 - the run reaches the catalog: the run's stop waits (at most ``stop_timeout`` s, logged)
   for the worker to store its last documents, then its journal is deleted;
@@ -61,11 +62,13 @@ __all__ = [
     "subscribe_writer",
 ]
 
-DEFAULT_BATCH_SIZE = 100
-"""Events per table append. 100 costs the RunEngine nothing (the appends run on the catalog
-worker) while readers of a live run see it grow every 100 events; 1 shows every event at once
-but caps the catalog near 25 events/s. The journal, not the batch, bounds what a crash can
-lose."""
+DEFAULT_BATCH_SIZE = 1000
+"""Events per table append. Each append costs the process about as much as normalizing and
+caching a few hundred events (an HTTP request through the tiled app, a table write), and
+the catalog worker shares the RunEngine's interpreter: 1 000 keeps the catalog's share of a
+fast run near a tenth (100 took a third); readers of a live run see it grow every 1 000
+events and at its stop; 1 shows every event at once but caps the catalog near 25 events/s.
+The journal, not the batch, bounds what a crash can lose."""
 
 DEFAULT_STOP_TIMEOUT = 60.0
 """Seconds a run's stop waits for the catalog worker to store the run before it gives up
@@ -81,14 +84,28 @@ _IDLE_EXIT = 5.0  # seconds without documents after which the catalog worker thr
 logger = redacting_logger(__name__)
 
 
+class _Unfilled:
+    """The router's per-run "filler": nothing is filled (the catalog stores references)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def _same(self, doc: dict[str, Any]) -> dict[str, Any]:
+        return doc
+
+    descriptor = event_page = datum_page = resource = stream_resource = stream_datum = _same
+
+
 class _RunCallback:
-    """One run's path: journal first (moving to the next location when one fails), then the
-    catalog worker's queue."""
+    """One run's path (made by the router at its start): journal first (moving to the next
+    location when one fails), then the catalog worker's queue, which hands the documents to
+    the run's own catalog writer."""
 
     def __init__(self, owner: JournaledWriter, uid: str) -> None:
         self._owner = owner
         self.uid = uid
         self.failed = False  # the catalog refused a document: the rest is not sent
+        self.catalog: Callable[[str, dict[str, Any]], None] | None = None  # worker side
         self._lost = False
         self._journal: RunJournal | None = None
         self._place = 0  # index into owner.journal_directories
@@ -105,7 +122,21 @@ class _RunCallback:
         """Where the run is journaled now (``None`` once no location could take it)."""
         return self._journal.path if self._journal is not None else None
 
-    def __call__(self, name: str, doc: dict[str, Any]) -> None:
+    def __call__(self, routed_name: str, routed_doc: dict[str, Any]) -> None:
+        # the router repacks an event (a datum) into a one-event page before it hands it on:
+        # the journal and the catalog get the document as the RunEngine emitted it
+        name, doc = self._owner._emitted
+        if name == "stop":
+            try:
+                self._take(name, doc)
+            finally:
+                self._owner._runs.pop(self.uid, None)
+            if not self._lost:
+                self._await_catalog()
+            return
+        self._take(name, doc)
+
+    def _take(self, name: str, doc: dict[str, Any]) -> None:
         if self._lost:
             self._owner._enqueue(self, name, doc)  # best effort: the catalog may still take it
             if name == "stop":
@@ -123,8 +154,6 @@ class _RunCallback:
             self._owner._enqueue(self, name, doc)
             raise
         self._owner._enqueue(self, name, doc)
-        if name == "stop":
-            self._await_catalog()
 
     # --- the journal ---------------------------------------------------------------------
 
@@ -469,11 +498,14 @@ class JournaledWriter:
     """A RunEngine callback: journal every document, then write it to the catalog from a
     background thread, in order.
 
-    ``writer_factory(client, batch_size=...)`` makes the one catalog writer, fed every run's
-    documents in order on the worker thread (by default ``bluesky_tiled_plugins.TiledWriter``,
-    which routes them to its per-run writers; pass e.g. ``functools.partial(TiledWriter,
-    normalizer=None)`` to skip its per-event validation). Journals go to ``backup_directory``
-    and, when that cannot take a document, to ``fallback_directory``. A run's stop waits at
+    One ``event_model.RunRouter`` sends each document to its run. ``writer_factory(client,
+    batch_size=...)`` makes a run's catalog writer, on the worker thread as the run starts,
+    and gets that run's documents in order (by default
+    :func:`~ophyd_servomex.catalog.normalizer.tiled_run_writer`: ``TiledWriter``'s per-run
+    writer; pass e.g. ``functools.partial(tiled_run_writer, normalizer=None)`` to skip
+    normalizing). The journal and the writer get the documents as the RunEngine emitted
+    them. Journals go to ``backup_directory`` and, when that cannot
+    take a document, to ``fallback_directory``. A run's stop waits at
     most ``stop_timeout`` s for the catalog to store the run.
 
     ``failed_runs`` lists the uids whose documents stayed in a journal (the catalog failed);
@@ -496,9 +528,10 @@ class JournaledWriter:
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
     ) -> None:
         if writer_factory is None:
-            from bluesky_tiled_plugins import TiledWriter
+            from .normalizer import tiled_run_writer
 
-            writer_factory = TiledWriter
+            writer_factory = tiled_run_writer
+        from event_model import RunRouter, UnresolvableForeignKeyError
 
         self.backup_directory = Path(backup_directory)
         self.fallback_directory = (
@@ -518,14 +551,20 @@ class JournaledWriter:
             self.location_text: str | None = str(catalog_location(catalog))
         except Exception:
             self.location_text = None
-        # fetched once, so the writer does not ask the server again
+        # fetched once, so the writers do not ask the server again
         self._client = catalog.include_data_sources()
-        self._catalog_writer = writer_factory(self._client, batch_size=batch_size)
-        self._runs: dict[str, _RunCallback] = {}
-        self._run_of: dict[str, str] = {}  # descriptor / resource uid -> run uid (journals)
-        # event-model blames a start that the catalog refused on an outdated factory: a
-        # misleading warning (the failure itself is logged). A process-wide filter, because
-        # catch_warnings is not thread-safe and the start is written on the worker thread.
+        self._writer_factory = writer_factory
+        self._runs: dict[str, _RunCallback] = {}  # the open runs
+        self._emitted: Document = ("", {})  # the document being routed (RunEngine thread)
+        self._router = RunRouter(
+            [self._open_run],
+            filler_class=_Unfilled,  # type: ignore[arg-type]  # any DocumentRouter-like
+        )
+        # what the router raises for a document that refers to no open run
+        self._unrouted: tuple[type[Exception], ...] = (KeyError, UnresolvableForeignKeyError)
+        # event-model blames a start that could not be journaled (or that a writer refused)
+        # on an outdated factory: a misleading warning (the failure itself is raised or
+        # logged). A process-wide filter: catch_warnings is not thread-safe.
         warnings.filterwarnings(
             "ignore", message=r".*when RunRouter passed it a 'start' document", category=UserWarning
         )
@@ -548,44 +587,33 @@ class JournaledWriter:
         exit status becomes ``fail``).
         """
         self._check_worker()
+        self._emitted = (name, doc)  # what the run's callback takes, whatever the router passes
         if name == "start":
-            uid = str(doc["uid"])
-            run = self._runs[uid] = _RunCallback(self, uid)
-            if self._syncer is not None:
-                self._syncer.ensure_running()
-            with self._scan_lock_guard:
-                self._scan_lock_run = uid  # released by the worker once the start is stored
             try:
-                run(name, doc)
+                self._router(name, doc)
             except BaseException:
-                self._release_scan_ids(uid)  # never stored: others may pick scan ids
+                self._runs.pop(str(doc["uid"]), None)
+                self._release_scan_ids(str(doc["uid"]))  # never stored: others may pick ids
                 raise
             return
-        found = self._run_for(name, doc)
-        if found is None:
-            logger.warning("a %r document belongs to no open run: not written", name)
-            return
-        uid = found
-        if name in ("descriptor", "resource", "stream_resource") and "uid" in doc:
-            self._run_of[str(doc["uid"])] = uid
-        callback = self._runs[uid]
         try:
-            callback(name, doc)
-        finally:
-            if name == "stop":
-                del self._runs[uid]
-                self._run_of = {k: v for k, v in self._run_of.items() if v != uid}
+            self._router(name, doc)
+        except self._unrouted as error:
+            logger.warning(
+                "a %r document belongs to no open run (the router found no %s): not written",
+                name,
+                error,
+            )
 
-    def _run_for(self, name: str, doc: dict[str, Any]) -> str | None:
-        """The open run whose journal takes a (non-start) document."""
-        for field_name in ("run_start", "descriptor", "resource", "stream_resource"):
-            ref = doc.get(field_name)
-            if isinstance(ref, str):
-                uid = ref if field_name == "run_start" else self._run_of.get(ref)
-                if uid in self._runs:
-                    return uid
-        # documents without a back-reference (an old-style resource, say) go to the only run
-        return next(iter(self._runs)) if len(self._runs) == 1 else None
+    def _open_run(self, name: str, start: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+        """The router's factory: a run starts (its callback then gets the start)."""
+        uid = str(start["uid"])
+        run = self._runs[uid] = _RunCallback(self, uid)
+        if self._syncer is not None:
+            self._syncer.ensure_running()
+        with self._scan_lock_guard:
+            self._scan_lock_run = uid  # released by the worker once the start is stored
+        return [run], []
 
     def journal_path(self, uid: str) -> Path:
         """Where the journal of run ``uid`` is now (or, for a closed run, first went)."""
@@ -648,11 +676,14 @@ class JournaledWriter:
     # --- the worker side -----------------------------------------------------------------
 
     def _write(self, run: _RunCallback, name: str, doc: dict[str, Any]) -> None:
-        """Hand one document to the catalog writer (on the worker thread)."""
+        """Hand one document to the run's catalog writer (on the worker thread; the start
+        makes the writer)."""
         try:
             if not run.failed:
                 try:
-                    self._catalog_writer(name, doc)
+                    if run.catalog is None:
+                        run.catalog = self._writer_factory(self._client, batch_size=self.batch_size)
+                    run.catalog(name, doc)
                 except Exception as error:
                     self._catalog_failed(run, name, error)
         finally:

@@ -23,7 +23,8 @@ def count(location: str, num: int, delay: float) -> None:
 
     catalog = open_catalog(location)
     RE = RunEngine({})
-    subscription = subscribe_writer(RE, catalog)
+    # batches of 100: the kill test finds whole batches in the catalog before the kill
+    subscription = subscribe_writer(RE, catalog, batch_size=100)
     print("SUBSCRIBED", subscription.scan_id, subscription.backup_directory, flush=True)
 
     def report(name: str, doc: dict[str, Any]) -> None:

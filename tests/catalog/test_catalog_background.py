@@ -93,7 +93,17 @@ def _run_docs(uid: str, events: int) -> list[Doc]:
         ("descriptor", {"uid": f"{uid}-d", "run_start": uid, "name": "primary"}),
     ]
     docs += [
-        ("event", {"uid": f"{uid}-e{n}", "descriptor": f"{uid}-d", "seq_num": n, "data": {}})
+        (
+            "event",
+            {
+                "uid": f"{uid}-e{n}",
+                "descriptor": f"{uid}-d",
+                "seq_num": n,
+                "time": 1.0 + n,
+                "data": {},
+                "timestamps": {},
+            },
+        )
         for n in range(1, events + 1)
     ]
     docs.append(("stop", {"uid": f"{uid}-s", "run_start": uid, "exit_status": "success"}))

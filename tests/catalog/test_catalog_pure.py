@@ -302,7 +302,23 @@ class _Recorder:
         return lambda name, doc: received.append((name, doc))
 
 
-def test_interleaved_runs_get_their_own_journal_and_one_ordered_writer(tmp_path: Path) -> None:
+def _event(uid: str, descriptor: str, seq_num: int) -> dict[str, object]:
+    return {
+        "uid": uid,
+        "descriptor": descriptor,
+        "seq_num": seq_num,
+        "time": 1.5,
+        "data": {"x": float(seq_num)},
+        "timestamps": {"x": 1.5},
+        "filled": {},
+    }
+
+
+def test_interleaved_runs_get_their_own_journal_and_their_own_ordered_writer(
+    tmp_path: Path,
+) -> None:
+    from event_model import pack_event_page
+
     from ophyd_servomex.catalog import JournaledWriter
 
     recorder = _Recorder()
@@ -310,24 +326,24 @@ def test_interleaved_runs_get_their_own_journal_and_one_ordered_writer(tmp_path:
     a = [
         ("start", {"uid": "run-a", "time": 1.0}),
         ("descriptor", {"uid": "da", "run_start": "run-a", "name": "primary"}),
-        ("event", {"uid": "ea1", "descriptor": "da", "seq_num": 1}),
+        ("event", _event("ea1", "da", 1)),
         ("stop", {"uid": "sa", "run_start": "run-a", "exit_status": "success"}),
     ]
     b = [
         ("start", {"uid": "run-b", "time": 2.0}),
         ("descriptor", {"uid": "db", "run_start": "run-b", "name": "primary"}),
         ("resource", {"uid": "rb", "run_start": "run-b", "spec": "X"}),
-        ("datum", {"datum_id": "rb/0", "resource": "rb"}),
-        ("event", {"uid": "eb1", "descriptor": "db", "seq_num": 1}),
-        ("event_page", {"descriptor": "db", "seq_num": [2, 3]}),
+        ("datum", {"datum_id": "rb/0", "resource": "rb", "datum_kwargs": {}}),
+        ("event", _event("eb1", "db", 1)),
+        ("event_page", dict(pack_event_page(_event("eb2", "db", 2), _event("eb3", "db", 3)))),  # type: ignore[arg-type]
     ]
     order = [a[0], b[0], a[1], b[1], b[2], a[2], b[3], b[4], a[3], b[5]]
     for name, doc in order:
         writer(name, doc)
     assert writer.flush(timeout=30)
-    # one catalog writer (it routes the runs itself) gets every document in emission order;
-    # events stay events: nothing is repacked
-    assert recorder.runs == [order]
+    # one router: each run's writer, made as the run starts, gets that run's documents in
+    # emission order, as emitted (the router's one-event pages are not passed on)
+    assert recorder.runs == [a, b]
     assert writer.written_runs == ["run-a"]
     assert not (tmp_path / "run-a.jsonl").exists()  # written: its journal is gone
     assert read_journal(tmp_path / "run-b.jsonl") == b  # still open, locked, complete so far
@@ -347,5 +363,5 @@ def test_a_document_of_no_open_run_is_dropped(
     writer = JournaledWriter(_StubCatalog(), tmp_path, writer_factory=recorder)
     writer("event", {"descriptor": "nowhere", "seq_num": 1})
     assert writer.flush(timeout=30)
-    assert recorder.runs == [[]]  # the one writer exists and got nothing
+    assert recorder.runs == []  # no run started: no writer was made
     assert "belongs to no open run" in caplog.text
