@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -365,3 +366,46 @@ def test_a_document_of_no_open_run_is_dropped(
     assert writer.flush(timeout=30)
     assert recorder.runs == []  # no run started: no writer was made
     assert "belongs to no open run" in caplog.text
+
+
+def _normalized(normalizer_class: Any, docs: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    normalizer = normalizer_class()
+    normalizer.subscribe(lambda name, doc: out.append((name, doc)))
+    for name, doc in docs:
+        normalizer(name, doc)
+    return out
+
+
+def test_the_lean_normalizer_emits_what_the_stock_one_does() -> None:
+    from bluesky_tiled_plugins.writing.tiled_writer import RunNormalizer
+
+    from ophyd_servomex.catalog.normalizer import LeanRunNormalizer
+
+    key = {"dtype": "number", "shape": [], "source": "sim"}
+    start = {"uid": "s", "time": 1.0}
+    descriptor = {
+        "uid": "d",
+        "run_start": "s",
+        "name": "primary",
+        "time": 1.0,
+        "data_keys": {"x": dict(key), "seq_num": dict(key)},  # a reserved name: renamed
+        "configuration": {},
+        "object_keys": {},
+        "hints": {},
+    }
+    plain = _event("e1", "d", 1)  # only "x": the cheap path
+    reserved = {**_event("e2", "d", 2), "data": {"seq_num": 7.0}, "timestamps": {"seq_num": 1.5}}
+    docs: list[tuple[str, dict[str, Any]]] = [
+        ("start", start),
+        ("descriptor", descriptor),
+        ("event", plain),
+        ("event", reserved),
+    ]
+    stock = _normalized(RunNormalizer, docs)
+    lean = _normalized(LeanRunNormalizer, docs)
+    assert lean == stock
+    assert lean[2] == ("event", {k: v for k, v in plain.items() if k != "filled"})
+    assert lean[2][1]["data"] is plain["data"]  # passed on, not deep-copied
+    assert lean[3][1]["data"] == {"seq_num_": 7.0}  # the stock path renamed it
+    assert stock[2][1]["data"] is not plain["data"]
