@@ -184,9 +184,12 @@ def simulator_process() -> Iterator[str]:
             port = proc.stdout.readline().strip() if ready else ""
             if not port:
                 proc.kill()
-                proc.wait()
+                status = proc.wait()
                 errors.seek(0)
-                raise RuntimeError(f"the simulator did not start: {errors.read().strip()!r}")
+                said = errors.read().strip().splitlines() or ["nothing"]
+                raise RuntimeError(
+                    f"the simulator did not start (exit status {status}; it said: {said[-1]})"
+                )
             yield port
         finally:
             if proc.poll() is None:
