@@ -19,6 +19,7 @@ from ophyd_async.core import (
     default_mock_class,
 )
 
+from ..codec.bench import BENCH_CHANNELS
 from ..codec.errors import ErrorContext, ServomexConfigurationError
 from ..codec.models import ChannelId, ChannelInfo, ProtocolKind, SerialSettings, Unit
 from .analyser_session import SessionFactory, device_session_factory, parse_protocol
@@ -30,7 +31,7 @@ from .connect_cache import forget_connect
 from .connector import ServomexConnector
 from .frames import FrameSnapshot
 from .link import ALARM_INVALID, LinkState, ReconnectPolicy
-from .mock import BENCH_CHANNELS, ServomexAnalyserMock
+from .mock import ServomexAnalyserMock
 from .monitor import DeviceMonitor
 from .signals import CalibrationPhase, FrameSignalR, frame_signal
 

@@ -24,13 +24,12 @@ from ophyd_async.core import (
     set_mock_value,
 )
 
+from ..codec.bench import BENCH_CHANNELS, BENCH_IDLE_VALUES
 from ..codec.models import (
     CalPhase,
-    ChannelId,
     ChannelInfo,
     ChannelStatus,
     ProtocolKind,
-    Unit,
 )
 from ..codec.status_text import status_from_flags
 from .calibration import check_confirm
@@ -49,26 +48,10 @@ __all__ = [
     "ServomexAnalyserMock",
 ]
 
-BENCH_CHANNELS: tuple[ChannelInfo, ...] = (
-    ChannelInfo(ChannelId.I1, "Oxygen", Unit.PERCENT, "%"),
-    ChannelInfo(ChannelId.I2, "CO", Unit.PERCENT, "%"),
-    ChannelInfo(ChannelId.I3, "CO₂", Unit.PERCENT, "%"),
-    ChannelInfo(ChannelId.E1, None, Unit.MILLIAMP, "mA"),
-    ChannelInfo(ChannelId.E2, None, Unit.MILLIAMP, "mA"),
-)
-"""The bench 4100D's channels (docs/protocol.md §2.2)."""
-
-DEFAULT_MOCK_CHANNELS = BENCH_CHANNELS
-"""What mock mode builds when no channel set is declared."""
-
-BENCH_IDLE_VALUES: dict[ChannelId, float] = {
-    ChannelId.I1: 20.378,
-    ChannelId.I2: 0.084,
-    ChannelId.I3: 0.248,
-    ChannelId.E1: 0.0,
-    ChannelId.E2: 0.0,
-}
-"""Idle readings of the bench unit; other channels start at 0.0."""
+DEFAULT_MOCK_CHANNELS: tuple[ChannelInfo, ...] = BENCH_CHANNELS
+"""What mock mode builds when no channel set is declared: the bench unit's channels
+(:mod:`ophyd_servomex.codec.bench`, shared with the simulator). Every channel starts at
+its value in ``BENCH_IDLE_VALUES`` (0.0 for a channel the bench unit lacks)."""
 
 MOCK_CALIBRATION_SCRIPT: tuple[CalPhase, ...] = (
     CalPhase.CAL_GAS_1,

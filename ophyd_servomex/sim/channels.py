@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..codec.bench import BENCH_UNIT
 from ..codec.errors import ServomexValidationError
 from ..codec.models import ChannelId, ChannelKind
 
@@ -76,19 +77,36 @@ class SimChannel:
             object.__setattr__(self, "parent", parent)
 
 
+_BENCH_WANDER: dict[ChannelId, tuple[float, float]] = {
+    ChannelId.I1: (0.0008, 0.002),
+    ChannelId.I2: (0.0003, 0.0005),
+    ChannelId.I3: (0.0008, 0.0015),
+}
+"""Noise and drift (one standard deviation, bound) of the bench's gas channels, in %."""
+
+
 def bench_channels(*, noisy: bool = True) -> tuple[SimChannel, ...]:
     """The bench SERVOPRO 4100D (docs/protocol.md §2.2): I1 Oxygen, I2 CO, I3 CO₂, E1, E2.
 
-    I1 ``Oxygen`` ≈ 20.378 %, I2 ``CO`` ≈ 0.084 %, I3 ``CO₂`` ≈ 0.250 % (Modbus name bytes
+    Channel ids, names, units and set-points are the bench unit's
+    (:mod:`ophyd_servomex.codec.bench`, which the devices' mock mode shares): I1 ``Oxygen``
+    ≈ 20.378 %, I2 ``CO`` ≈ 0.084 %, I3 ``CO₂`` ≈ 0.250 % (Modbus name bytes
     ``43 4F 82 20 20 20``; continuous mode shows ``CO2``), E1 and E2 unlabelled at 0.0 mA.
     I4 is not configured: over Modbus it reads 0.0 with a blank name and continuous frames
     leave it out. With ``noisy=False`` every value sits exactly on its set-point.
     """
     scale = 1.0 if noisy else 0.0
-    return (
-        SimChannel(ChannelId.I1, "Oxygen", "%", 20.378, noise=0.0008 * scale, drift=0.002 * scale),
-        SimChannel(ChannelId.I2, "CO", "%", 0.084, noise=0.0003 * scale, drift=0.0005 * scale),
-        SimChannel(ChannelId.I3, "CO₂", "%", 0.250, noise=0.0008 * scale, drift=0.0015 * scale),
-        SimChannel(ChannelId.E1, None, "mA", 0.0),
-        SimChannel(ChannelId.E2, None, "mA", 0.0),
-    )
+    channels: list[SimChannel] = []
+    for bench in BENCH_UNIT:
+        noise, drift = _BENCH_WANDER.get(bench.channel, (0.0, 0.0))
+        channels.append(
+            SimChannel(
+                bench.channel,
+                bench.info.name,
+                bench.info.unit_text,
+                bench.idle,
+                noise=noise * scale,
+                drift=drift * scale,
+            )
+        )
+    return tuple(channels)

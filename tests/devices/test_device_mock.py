@@ -24,6 +24,7 @@ from ophyd_async.testing import (
     assert_value,
 )
 
+from ophyd_servomex.codec import bench
 from ophyd_servomex.codec.errors import (
     ServomexCapabilityError,
     ServomexConfigurationError,
@@ -31,7 +32,8 @@ from ophyd_servomex.codec.errors import (
     ServomexValidationError,
 )
 from ophyd_servomex.codec.models import CalPhase, ChannelId, ChannelInfo, Unit
-from ophyd_servomex.devices import BENCH_CHANNELS, ServomexAnalyser
+from ophyd_servomex.devices import BENCH_CHANNELS, BENCH_IDLE_VALUES, ServomexAnalyser
+from ophyd_servomex.sim import bench_channels
 
 pytestmark = pytest.mark.anyio
 
@@ -51,6 +53,30 @@ async def mock_analyser(**options: Any) -> ServomexAnalyser:
     analyser = ServomexAnalyser(name="o2", **options)
     await analyser.connect(mock=True)
     return analyser
+
+
+async def test_mock_mode_and_the_simulator_show_the_one_bench_unit() -> None:
+    # one description of the bench unit (codec.bench), the mock's and the simulator's
+    assert BENCH_CHANNELS is bench.BENCH_CHANNELS
+    assert BENCH_IDLE_VALUES is bench.BENCH_IDLE_VALUES
+    sim = {c.channel: (c.name, c.unit, c.setpoint) for c in bench_channels(noisy=False)}
+    assert sim == {
+        ChannelId.I1: ("Oxygen", "%", 20.378),
+        ChannelId.I2: ("CO", "%", 0.084),
+        ChannelId.I3: ("CO₂", "%", 0.250),
+        ChannelId.E1: (None, "mA", 0.0),
+        ChannelId.E2: (None, "mA", 0.0),
+    }
+    analyser = await mock_analyser()
+    mock = {}
+    for cid in analyser.channel_ids:
+        channel = analyser.channel(cid)
+        mock[cid] = (
+            await channel.display_name.get_value() or None,
+            await channel.unit.get_value(),
+            await channel.value.get_value(),
+        )
+    assert mock == sim
 
 
 async def test_mock_mode_needs_no_port_and_builds_the_bench_channels() -> None:
