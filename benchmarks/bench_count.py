@@ -19,6 +19,13 @@ nothing beyond soft signals and the wire cost nothing beyond the driver's poll:
 1 / (seconds per soft-signal event + seconds per bare poll). The simulated analyser's keys
 are checked to be the mock's, so one soft device serves both ratios.
 
+The **measured floor** is the same sum taken in one run: ``count()`` of the soft device
+whose ``trigger()`` awaits a bare ``Analyzer.poll()`` (right after the bare poll loop, on
+the same connection). It differs from the composed floor where the two parts interact: a
+pty round trip to the simulator takes longer when the client process has just run the
+RunEngine's few milliseconds of Python than in a tight poll loop (the simulator process
+has to be scheduled again). Its ratio is the device layer's own share.
+
 The cases run in one process (all in the RunEngine's loop thread), taking turns round by
 round (:func:`~benchmarks._harness.interleaved`), best round kept: many short runs (250
 events, 12 rounds) rather than a few long ones, so that each case catches the machine's
@@ -35,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from bluesky import RunEngine
@@ -82,8 +89,12 @@ class SoftMirror(StandardReadable):
     ``read`` and ``config`` map data keys to the values to start with (a reading of the
     source); ``hinted`` are the hinted keys. Signals the source does not read (its single
     flags, its link state, commands) are left out: ``read()`` never touches them.
-    ``trigger()`` does nothing, so an event costs the RunEngine's trigger and wait too.
+    ``trigger()`` does nothing, so an event costs the RunEngine's trigger and wait too;
+    with :attr:`poll` set it awaits that instead (a bare driver poll: the measured floor).
     """
+
+    poll: Callable[[], Awaitable[object]] | None = None
+    """What ``trigger()`` awaits, if anything."""
 
     def __init__(
         self,
@@ -127,8 +138,10 @@ class SoftMirror(StandardReadable):
 
     @AsyncStatus.wrap
     async def trigger(self) -> None:
-        """Nothing to do: the values are there. The RunEngine still sends its trigger and
-        waits for the status, as it does for the analyser."""
+        """Await :attr:`poll` if set; else nothing (the values are there), but the
+        RunEngine still sends its trigger and waits for the status, as for the analyser."""
+        if self.poll is not None:
+            await self.poll()
 
 
 def _shape(describe: dict[str, Any]) -> dict[str, tuple[object, ...]]:
@@ -214,16 +227,58 @@ def _stop(engine: RunEngine) -> None:
 
 
 async def bare_polls(port: str, polls: int) -> float:
-    """Seconds per ``Analyzer.poll()`` on ``port``, best of the loop (after one warm-up)."""
+    """Seconds per ``Analyzer.poll()`` on ``port`` in a loop of ``polls`` (after a warm-up)."""
     analyzer = Analyzer(
         port, protocol=ProtocolKind.MODBUS_RTU, address=ADDRESS, inter_frame_idle=0.0
     )
     async with analyzer:
+        return await poll_loop(analyzer, polls)
+
+
+async def _hold(port: str, opened: asyncio.Future[Analyzer], stop: asyncio.Event) -> None:
+    try:
+        analyzer = Analyzer(
+            port, protocol=ProtocolKind.MODBUS_RTU, address=ADDRESS, inter_frame_idle=0.0
+        )
+        async with analyzer:
+            opened.set_result(analyzer)
+            await stop.wait()
+    except BaseException as exc:
+        if not opened.done():
+            opened.set_exception(exc)
+        raise
+
+
+@contextlib.contextmanager
+def held_analyzer(port: str) -> Iterator[Analyzer]:
+    """A driver ``Analyzer`` open on ``port``, held by a task of the RunEngine's loop (it is
+    entered and left in one task), for the RunEngine's tasks to poll."""
+
+    async def start() -> tuple[Analyzer, asyncio.Event, asyncio.Task[None]]:
+        opened: asyncio.Future[Analyzer] = asyncio.get_running_loop().create_future()
+        stop = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(_hold(port, opened, stop))
+        return await opened, stop, task
+
+    analyzer, stop, task = call_in_bluesky_event_loop(start())
+
+    async def finish() -> None:
+        stop.set()
+        await task
+
+    try:
+        yield analyzer
+    finally:
+        call_in_bluesky_event_loop(finish())
+
+
+async def poll_loop(analyzer: Analyzer, polls: int) -> float:
+    """Seconds per ``analyzer.poll()`` in a loop of ``polls`` (after one warm-up)."""
+    await analyzer.poll()
+    start = time.perf_counter()
+    for _ in range(polls):
         await analyzer.poll()
-        start = time.perf_counter()
-        for _ in range(polls):
-            await analyzer.poll()
-        return (time.perf_counter() - start) / polls
+    return (time.perf_counter() - start) / polls
 
 
 def _counting(
@@ -286,10 +341,23 @@ def run(quick: bool) -> list[Result]:
 
             simulated = _counting(engine, events, analyser, num)
 
+            polling = call_in_bluesky_event_loop(mirror_of(mock))
+            measured_floor = _counting(engine, events, polling, num)
+            best_measured = [float("inf")]
+
             def bare_poll() -> float:
+                """The bare poll loop, then the soft device polling in its trigger (the
+                device is disconnected meanwhile: the pty serves one client at a time)."""
                 call_in_bluesky_event_loop(analyser.disconnect())
                 try:
-                    return call_in_bluesky_event_loop(bare_polls(port, num))
+                    with held_analyzer(port) as analyzer:
+                        seconds = call_in_bluesky_event_loop(poll_loop(analyzer, num))
+                        polling.poll = analyzer.poll
+                        try:
+                            best_measured[0] = min(best_measured[0], measured_floor())
+                        finally:
+                            polling.poll = None
+                        return seconds
                 finally:
                     call_in_bluesky_event_loop(analyser.connect())
 
@@ -299,7 +367,7 @@ def run(quick: bool) -> list[Result]:
                 "poll": bare_poll,
                 "mock": _counting(engine, events, mock, num),
             }
-            for device in (analyser, soft, mock):  # warm-up: caches, imports
+            for device in (analyser, soft, mock, polling):  # warm-up: caches, imports
                 _counting(engine, events, device, 5)()
             best = interleaved(cases, rounds=rounds)
             call_in_bluesky_event_loop(analyser.disconnect())
@@ -341,6 +409,19 @@ def run(quick: bool) -> list[Result]:
             floor_seconds / best["simulated"],
             "×",
             "goal ≥ 0.8",
+        ),
+        Result(
+            "  measured floor",
+            1 / best_measured[0],
+            "events/s",
+            "count() of the soft mirror whose trigger() awaits a bare Analyzer.poll(): "
+            "the RunEngine's work and the wire's in one run, no device layer",
+        ),
+        Result(
+            "simulated analyser ÷ measured floor",
+            best_measured[0] / best["simulated"],
+            "×",
+            "the device layer's own share of the wire path",
         ),
         Result("count(): mock-mode analyser", 1 / best["mock"], "events/s", "no I/O"),
         Result(
