@@ -8,6 +8,9 @@ import os
 from typing import Any
 
 import pytest
+from bluesky import RunEngine
+from bluesky.plans import count
+from bluesky.run_engine import call_in_bluesky_event_loop
 from event_model import DataKey
 from ophyd_async.core import StandardReadable, init_devices, soft_signal_rw
 
@@ -98,6 +101,30 @@ def test_the_simulator_process_serves_a_pty_the_driver_polls() -> None:
         assert os.path.exists(port)
         seconds = asyncio.run(bench_count.bare_polls(port, 3))
     assert seconds > 0
+
+
+def test_the_measured_floors_soft_device_polls_the_held_analyzer_in_its_trigger() -> None:
+    engine = RunEngine({}, call_returns_result=True, loop=asyncio.new_event_loop())
+    polls: list[int] = []
+    try:
+        with bench_count.simulator_process() as port:
+            with init_devices(mock=True):
+                gas = ServomexAnalyser(name="gas")
+            soft = call_in_bluesky_event_loop(bench_count.mirror_of(gas))
+            with bench_count.held_analyzer(port) as analyzer:
+
+                async def poll() -> object:
+                    frame = await analyzer.poll()
+                    polls.append(1)
+                    return frame
+
+                soft.poll = poll
+                engine(count([soft], num=3))
+                assert call_in_bluesky_event_loop(bench_count.poll_loop(analyzer, 2)) > 0
+            assert not analyzer.is_open  # left by its holding task
+    finally:
+        bench_count._stop(engine)
+    assert len(polls) == 3
 
 
 def test_a_simulator_that_does_not_start_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
