@@ -23,7 +23,7 @@ from ..codec.bench import BENCH_CHANNELS
 from ..codec.errors import ErrorContext, ServomexConfigurationError
 from ..codec.models import ChannelId, ChannelInfo, ProtocolKind, SerialSettings, Unit
 from .analyser_session import SessionFactory, device_session_factory, parse_protocol
-from .backends import SessionCommandBackend, SettingBackend, StateBackend, execute
+from .backends import SessionCommandBackend, SettingBackend, StateBackend, run_in_task
 from .calibration import ServomexCalibration
 from .channel import ServomexChannel
 from .channel_lookup import lookup_channel
@@ -196,6 +196,7 @@ class ServomexAnalyser(StandardReadable):
         self._source = source = f"servomex://{port or 'mock'}?address={address}"
         ctx = ErrorContext(port=port or None, protocol=kind.value, address=address)
         self._channels: dict[ChannelId, ServomexChannel] = {}
+        self._rendered_reads: object = None
         self._monitor = DeviceMonitor(hub, lambda: connector.mock_mode)
 
         with self.add_children_as_readables(StandardReadableFormat.UNCACHED_SIGNAL):
@@ -297,6 +298,7 @@ class ServomexAnalyser(StandardReadable):
             self.add_readables([child], StandardReadableFormat.CHILD)
             self._channels[info.channel] = child
             self._monitor.add(*child.read_signals)
+        self._rendered_reads = self._read_funcs  # what read() can render in one step
 
     @property
     def channel_ids(self) -> tuple[ChannelId, ...]:
@@ -326,11 +328,21 @@ class ServomexAnalyser(StandardReadable):
     @AsyncStatus.wrap
     async def trigger(self) -> None:
         """Take one fresh frame: one Modbus sweep, or the next continuous broadcast."""
-        await execute(self.refresh)
+        await run_in_task(self.refresh)
 
     async def read(self) -> dict[str, BlueskyReading[Any]]:
-        """Every field from one frame (the triggered one, else the latest)."""
-        with self._hub.pinned():
+        """Every field from one frame (the triggered one, else the latest).
+
+        Connected for real, the fields are rendered from that one snapshot in one step
+        (what a ``StandardReadable`` read would give, without a task per signal); in mock
+        mode, or when readables were added after the channels, the signals are read as
+        usual, all pinned to the snapshot.
+        """
+        with self._hub.pinned() as snapshot:
+            if self._read_funcs is self._rendered_reads and not self._connector.mock_mode:
+                if snapshot is None:
+                    raise self._hub.unavailable()
+                return self._monitor.render(snapshot)
             return await super().read()
 
     async def read_configuration(self) -> dict[str, BlueskyReading[Any]]:

@@ -21,6 +21,8 @@ from devicehelpers import (
     requests,
     simulator,
 )
+from fakesession import FakeSession
+from ophyd_async.core import StandardReadable, StandardReadableFormat, soft_signal_rw
 
 from ophyd_servomex.codec.errors import ServomexConnectionError
 from ophyd_servomex.codec.models import CalPhase, ProtocolKind
@@ -112,3 +114,43 @@ def test_count_on_an_analyser_that_never_connected_says_not_connected(RE: RunEng
     # not the old "no frame has arrived yet for servomex://…#cal_group1"
     with pytest.raises(ServomexConnectionError, match=r"^gas on /dev/ttyUSB9 is not connected"):
         call_in_bluesky_event_loop(gas.read())
+
+
+@pytest.mark.anyio
+async def test_read_renders_exactly_what_reading_each_signal_gives() -> None:
+    # connected for real, read() renders the pinned frame in one step: the same dict as
+    # StandardReadable's read of every signal (whose key order is a set's: not compared)
+    session = FakeSession(ProtocolKind.MODBUS_RTU)
+    analyser = ServomexAnalyser(session_factory=session.factory(), name="gas")
+    await analyser.connect()
+    try:
+        await analyser.trigger()
+        fast = await analyser.read()
+        with analyser._hub.pinned():
+            slow = await StandardReadable.read(analyser)
+        assert fast == slow
+        assert set(fast) == set(await analyser.describe())
+        assert len(fast) == 18
+        assert fast["gas-i1-value"]["value"] == session.value  # the triggered sweep
+        assert len({r["timestamp"] for r in fast.values()}) == 1
+    finally:
+        await analyser.disconnect()
+    with pytest.raises(ServomexConnectionError, match=r"^gas on fake://port is not connected"):
+        await analyser.read()
+
+
+@pytest.mark.anyio
+async def test_a_readable_added_after_the_channels_is_read_too() -> None:
+    session = FakeSession(ProtocolKind.MODBUS_RTU)
+    analyser = ServomexAnalyser(session_factory=session.factory(), name="gas")
+    await analyser.connect()
+    try:
+        extra = soft_signal_rw(float, 1.5, name="gas-extra")
+        await extra.connect()
+        analyser.add_readables([extra], StandardReadableFormat.UNCACHED_SIGNAL)
+        reading = await analyser.read()
+        assert reading["gas-extra"]["value"] == 1.5
+        assert len(reading) == 19
+        assert reading["gas-i1-value"]["value"] == session.value
+    finally:
+        await analyser.disconnect()
