@@ -22,7 +22,8 @@ from ophyd_async.core import (
 from ..codec.bench import BENCH_CHANNELS
 from ..codec.errors import ErrorContext, ServomexConfigurationError
 from ..codec.models import ChannelId, ChannelInfo, ProtocolKind, SerialSettings, Unit
-from .analyser_session import SessionFactory, device_session_factory, parse_protocol
+from ..codec.options import DEFAULT_INTER_FRAME_IDLE, ConnectionOptions, parse_protocol
+from .analyser_session import SessionFactory, device_session_factory
 from .backends import SessionCommandBackend, SettingBackend, StateBackend, run_in_task
 from .calibration import ServomexCalibration
 from .channel import ServomexChannel
@@ -152,7 +153,19 @@ class ServomexAnalyser(StandardReadable):
         reconnect: ReconnectPolicy | None = ReconnectPolicy(),  # noqa: B008 (frozen)
         name: str = "",
     ) -> None:
-        kind = parse_protocol(protocol)
+        where = port or (bus.port if bus is not None else "")
+        kind = parse_protocol(protocol, context=ErrorContext(port=where or None))
+        options = ConnectionOptions(  # checks every connection argument, in every mode
+            where,
+            protocol=kind,
+            address=address,
+            serial_settings=serial_settings,
+            timeout=timeout,
+            inter_frame_idle=(
+                DEFAULT_INTER_FRAME_IDLE if inter_frame_idle is None else inter_frame_idle
+            ),
+            expected_period=expected_period,
+        )
         declared = _declared(channels)
         open_session: SessionFactory | None
         before: Callable[[float], Awaitable[None]] | None = None
@@ -167,15 +180,7 @@ class ServomexAnalyser(StandardReadable):
             open_session = bus.session_factory(self, address=address, protocol=kind)
             before = bus.ensure_connected
         elif port:
-            open_session = device_session_factory(
-                port,
-                protocol=kind,
-                address=address,
-                serial_settings=serial_settings,
-                timeout=timeout,
-                expected_period=expected_period,
-                inter_frame_idle=inter_frame_idle,
-            )
+            open_session = device_session_factory(options)
         else:
             open_session = None
         connector = ServomexConnector(

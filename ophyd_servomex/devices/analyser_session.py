@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..codec.errors import ServomexValidationError
@@ -22,13 +23,13 @@ from ..codec.models import (
     DeviceInfo,
     Frame,
     ProtocolKind,
-    SerialSettings,
 )
+from ..codec.options import ConnectionOptions
 
 if TYPE_CHECKING:
     from ..driver.hub import FrameHub
 
-__all__ = ["AnalyserSession", "SessionFactory", "device_session_factory", "parse_protocol"]
+__all__ = ["AnalyserSession", "SessionFactory", "device_session_factory"]
 
 
 @runtime_checkable
@@ -88,49 +89,22 @@ SessionFactory = Callable[[], AbstractAsyncContextManager[AnalyserSession]]
 """Opens a session; the connector enters it in its owner task and leaves it there."""
 
 
-def device_session_factory(
-    port: str,
-    *,
-    protocol: ProtocolKind,
-    address: int,
-    serial_settings: SerialSettings | None,
-    timeout: float,
-    expected_period: float,
-    inter_frame_idle: float | None = None,
-) -> SessionFactory:
-    """A factory opening a stand-alone session: a new driver ``Analyzer`` each time.
+def device_session_factory(options: ConnectionOptions) -> SessionFactory:
+    """A factory opening a stand-alone session: a new driver ``Analyzer`` each time, built
+    from ``options`` (always identifying on opening: the devices need the channels).
 
     Each call opens the port afresh, so after a lost link the connector's reconnect
     attempts find a USB adapter that came back under the same path.
     """
+    if not isinstance(options, ConnectionOptions):
+        raise ServomexValidationError(f"options must be a ConnectionOptions, not {options!r}")
+    identified = replace(options, identify=True)
 
     @asynccontextmanager
     async def open_session() -> AsyncIterator[AnalyserSession]:
-        from ..driver import DEFAULT_INTER_FRAME_IDLE, Analyzer
+        from ..driver import Analyzer
 
-        async with Analyzer(
-            port,
-            protocol=protocol,
-            address=address,
-            serial_settings=serial_settings,
-            timeout=timeout,
-            identify=True,
-            expected_period=expected_period,
-            inter_frame_idle=(
-                DEFAULT_INTER_FRAME_IDLE if inter_frame_idle is None else inter_frame_idle
-            ),
-        ) as analyzer:
+        async with Analyzer.from_options(identified) as analyzer:
             yield analyzer
 
     return open_session
-
-
-def parse_protocol(protocol: ProtocolKind | str) -> ProtocolKind:
-    """``protocol`` as a :class:`ProtocolKind`, or :class:`ServomexValidationError`."""
-    try:
-        return ProtocolKind(protocol)
-    except ValueError:
-        raise ServomexValidationError(
-            f"unknown protocol {protocol!r}; expected one of "
-            f"{', '.join(p.value for p in ProtocolKind)}"
-        ) from None

@@ -32,7 +32,8 @@ from ..codec.errors import (
     ServomexConnectionError,
 )
 from ..codec.models import ProtocolKind, SerialSettings
-from .analyser_session import AnalyserSession, SessionFactory, parse_protocol
+from ..codec.options import DEFAULT_INTER_FRAME_IDLE, ConnectionOptions, parse_protocol
+from .analyser_session import AnalyserSession, SessionFactory
 from .connect_cache import forget_connect
 from .owner_task import OwnerHandle, fail_ready, start_owner
 
@@ -48,19 +49,11 @@ _ANONYMOUS = itertools.count(1)
 class _BusConnector(DeviceConnector):
     """Runs the driver's manager in an owner task between connect and disconnect."""
 
-    def __init__(
-        self,
-        port: str,
-        protocol: ProtocolKind,
-        serial_settings: SerialSettings | None,
-        timeout: float,
-        inter_frame_idle: float | None,
-    ) -> None:
-        self.port = port
-        self.protocol = protocol
-        self.serial_settings = serial_settings
-        self.timeout = timeout
-        self.inter_frame_idle = inter_frame_idle
+    def __init__(self, options: ConnectionOptions) -> None:
+        self.options = options
+        """The line's options: its port, framing, serial settings, timeout and idle gap."""
+        self.port = options.port
+        self.protocol = options.protocol
         self.manager: Any = None
         self.mock_mode = False
         self._owner: OwnerHandle | None = None
@@ -89,9 +82,9 @@ class _BusConnector(DeviceConnector):
         await super().connect_real(device, timeout, force_reconnect)
 
     async def _own(self, ready: asyncio.Future[None], stop: asyncio.Event) -> None:
-        from ..driver import DEFAULT_INTER_FRAME_IDLE, ServomexManager
+        from ..driver import ServomexManager
 
-        idle = DEFAULT_INTER_FRAME_IDLE if self.inter_frame_idle is None else self.inter_frame_idle
+        idle = self.options.inter_frame_idle
         try:
             async with ServomexManager(inter_frame_idle=idle) as manager:
                 self.manager = manager
@@ -131,7 +124,16 @@ class ServomexBus(Device):
         inter_frame_idle: float | None = None,
         name: str = "",
     ) -> None:
-        kind = parse_protocol(protocol)
+        kind = parse_protocol(protocol, context=ErrorContext(port=port or None))
+        options = ConnectionOptions(
+            port,
+            protocol=kind,
+            serial_settings=serial_settings,
+            timeout=timeout,
+            inter_frame_idle=(
+                DEFAULT_INTER_FRAME_IDLE if inter_frame_idle is None else inter_frame_idle
+            ),
+        )
         if not kind.is_modbus:
             raise ServomexConfigurationError(
                 f"a shared bus needs Modbus RTU or ASCII, not {kind.value}: a continuous-mode "
@@ -141,7 +143,7 @@ class ServomexBus(Device):
         self._attached: list[ServomexAnalyser] = []
         super().__init__(
             name=name,
-            connector=_BusConnector(port, kind, serial_settings, timeout, inter_frame_idle),
+            connector=_BusConnector(options),
         )
 
     @property
@@ -188,8 +190,8 @@ class ServomexBus(Device):
                 connector.port,
                 protocol=connector.protocol,
                 address=address,
-                serial_settings=connector.serial_settings,
-                timeout=connector.timeout,
+                serial_settings=connector.options.serial_settings,
+                timeout=connector.options.timeout,
             )
             try:
                 yield session

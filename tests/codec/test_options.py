@@ -307,12 +307,28 @@ def _sync_manager_add(**kwargs: Any) -> None:
         manager.add("a", PORT, **{"protocol": ProtocolKind.MODBUS_RTU, **kwargs})
 
 
+def _device(**kwargs: Any) -> None:
+    from ophyd_servomex.devices import ServomexAnalyser
+
+    ServomexAnalyser(PORT, **{"protocol": ProtocolKind.MODBUS_RTU, **kwargs})
+
+
+def _device_on_a_bus(**kwargs: Any) -> None:
+    from ophyd_servomex.devices import ServomexAnalyser, ServomexBus
+
+    address = kwargs.pop("address", 1)
+    bus = ServomexBus(PORT, **{"protocol": ProtocolKind.MODBUS_RTU, **kwargs})
+    ServomexAnalyser(bus=bus, address=address)
+
+
 ENTRY_POINTS: dict[str, Callable[..., None]] = {
     "open_device": _open_device,
     "Analyzer": _analyzer,
     "ServomexManager.add": _manager_add,
     "Servomex.open": _sync_open,
     "SyncManager.add": _sync_manager_add,
+    "ServomexAnalyser": _device,
+    "ServomexAnalyser(bus=)": _device_on_a_bus,
 }
 
 
