@@ -92,13 +92,15 @@ def interleaved(cases: dict[str, Callable[[], float]], *, rounds: int) -> dict[s
 
     For cases too long to repeat in batches (a whole ``count()``): each case times itself
     and returns its seconds, so its set-up stays out of the figure. The order rotates each
-    round, so no case always runs first (or right after a particular other one).
+    round and every other round runs backwards, so no case always runs first, nor always
+    right after one particular other case (whose after-effects it would always pay).
     """
     best = dict.fromkeys(cases, float("inf"))
     names = list(cases)
     for round_ in range(rounds):
         shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
+        order = names[shift:] + names[:shift]
+        for name in reversed(order) if round_ % 2 else order:
             gc.collect()  # no case pays for garbage another one left
             best[name] = min(best[name], cases[name]())
     return best

@@ -24,9 +24,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def test_interleaved_rotates_the_order_and_keeps_each_best() -> None:
+def test_interleaved_rotates_and_reverses_the_order_and_keeps_each_best() -> None:
     calls: list[str] = []
-    times = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0])}
+    times = {"a": iter([3.0, 1.0, 2.0]), "b": iter([5.0, 6.0, 4.0]), "c": iter([7.0] * 3)}
 
     def case(name: str) -> Any:
         def once() -> float:
@@ -35,10 +35,11 @@ def test_interleaved_rotates_the_order_and_keeps_each_best() -> None:
 
         return once
 
-    best = interleaved({"a": case("a"), "b": case("b")}, rounds=3)
+    best = interleaved({"a": case("a"), "b": case("b"), "c": case("c")}, rounds=3)
 
-    assert best == {"a": 1.0, "b": 4.0}
-    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert best == {"a": 1.0, "b": 4.0, "c": 7.0}
+    # rotated each round, every other round backwards: "a" follows "c", then "b"
+    assert calls == ["a", "b", "c", "a", "c", "b", "c", "a", "b"]
 
 
 def test_a_count_has_no_decimals_and_a_ratio_keeps_them() -> None:
