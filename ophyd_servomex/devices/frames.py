@@ -8,8 +8,10 @@ sweep as the poll ends) becomes a :class:`FrameSnapshot` here inside the driver'
 cache; this class keeps only what the devices add to it: a snapshot number and the
 dropped-frame count with each frame, the snapshot a ``trigger()`` took, read pinning, and
 whether the link is up. Listeners (signal subscriptions, device monitors) are called
-synchronously on the event loop with each new snapshot. Every signal of a
-:class:`~ophyd_servomex.devices.ServomexAnalyser` reads this and never does I/O.
+synchronously on the event loop with each new snapshot, through the driver's
+:class:`~ophyd_servomex.driver.hub.Listeners` (one that raises is logged, the others still
+run). Every signal of a :class:`~ophyd_servomex.devices.ServomexAnalyser` reads this and
+never does I/O.
 
 **Pinning.** ``StandardReadable.read()`` reads its signals in separate tasks. Without
 care, a broadcast arriving half-way through would give half the fields from one frame and
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from ..codec.errors import ServomexConnectionError, ServomexError
 from ..codec.models import Frame
+from ..driver.hub import Listeners
 
 if TYPE_CHECKING:
     from ..driver.hub import FrameHub, HubItem
@@ -108,8 +111,7 @@ class DeviceFrames:
         self._invalid: FrameSnapshot | None = None
         self._down = not up
         self._triggered: FrameSnapshot | None = None
-        self._listeners: dict[int, FrameListener] = {}
-        self._next_key = 0
+        self._listeners: Listeners[FrameSnapshot] = Listeners("frame listener", _LOGGER)
         self._sequence = 0
         self.on_demand = on_demand
         self._unavailable = unavailable
@@ -187,7 +189,7 @@ class DeviceFrames:
         latest = self._latest
         if latest is not None:
             self._invalid = replace(latest, lost_at=time.time())
-            self._notify(self._invalid)
+            self._listeners.notify(self._invalid)
         return self._invalid
 
     # --- publishing ---------------------------------------------------------------------
@@ -228,7 +230,7 @@ class DeviceFrames:
         self._sequence += 1
         snapshot = FrameSnapshot(frame, self._sequence, dropped_frames)
         self._latest = snapshot
-        self._notify(snapshot)
+        self._listeners.notify(snapshot)
         return snapshot
 
     def snapshot_of(self, frame: Frame, *, dropped_frames: int = 0) -> FrameSnapshot:
@@ -239,15 +241,6 @@ class DeviceFrames:
         if latest is not None and latest.frame is frame:
             return latest
         return FrameSnapshot(frame, self._sequence, dropped_frames)
-
-    def _notify(self, snapshot: FrameSnapshot) -> None:
-        for key, listener in tuple(self._listeners.items()):
-            if key not in self._listeners:
-                continue
-            try:
-                listener(snapshot)
-            except Exception:  # one bad subscriber must not starve the others
-                _LOGGER.exception("frame listener %r failed", listener)
 
     def set_triggered(self, snapshot: FrameSnapshot | None) -> None:
         """Remember the snapshot a ``trigger()`` produced, for the next ``read()``."""
@@ -266,9 +259,7 @@ class DeviceFrames:
         link is lost) is delivered at once, as ophyd-async expects of
         ``SignalBackend.set_callback``.
         """
-        key = self._next_key
-        self._next_key += 1
-        self._listeners[key] = listener
+        key = self._listeners.add(listener)
         self._demand_changed()
         current = self._invalid if self._down else self._latest
         if deliver_current and current is not None:
@@ -277,7 +268,7 @@ class DeviceFrames:
 
     def remove_listener(self, key: int) -> None:
         """Stop calling the listener registered under ``key`` (unknown keys are ignored)."""
-        if self._listeners.pop(key, None) is not None:
+        if self._listeners.remove(key):
             self._demand_changed()
 
     def _demand_changed(self) -> None:

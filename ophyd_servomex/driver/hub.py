@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -42,6 +41,7 @@ __all__ = [
     "FrameHub",
     "HubItem",
     "HubListener",
+    "Listeners",
     "Subscription",
 ]
 
@@ -161,10 +161,46 @@ class Subscription:
         self.close()
 
 
-@dataclass(eq=False, slots=True)
-class _Listener:
-    on_item: HubListener
-    on_close: CloseListener | None
+class Listeners[T]:
+    """Synchronous callbacks run in the order they were added, each under a key for removal.
+
+    :meth:`notify` calls every callback with one argument; one removed by an earlier
+    callback meanwhile is skipped, and one that raises is logged to ``logger`` while the
+    others still run, so a listener's bug never reaches the publisher. The driver's
+    :class:`FrameHub` and the devices' frames notify their listeners through this.
+    """
+
+    __slots__ = ("_callbacks", "_logger", "_next_key", "_what")
+
+    def __init__(self, what: str = "listener", logger: logging.Logger = _LOGGER) -> None:
+        self._callbacks: dict[int, Callable[[T], None]] = {}
+        self._next_key = 0
+        self._what = what
+        self._logger = logger
+
+    def __len__(self) -> int:
+        return len(self._callbacks)
+
+    def add(self, callback: Callable[[T], None]) -> int:
+        """Register ``callback``; returns its key for :meth:`remove`."""
+        key = self._next_key
+        self._next_key += 1
+        self._callbacks[key] = callback
+        return key
+
+    def remove(self, key: int) -> bool:
+        """Forget the callback under ``key``; False when there was none (already removed)."""
+        return self._callbacks.pop(key, None) is not None
+
+    def notify(self, argument: T) -> None:
+        """Call every callback with ``argument``; one that raises is logged and skipped."""
+        for key, callback in tuple(self._callbacks.items()):
+            if key not in self._callbacks:  # removed by an earlier callback meanwhile
+                continue
+            try:
+                callback(argument)
+            except Exception:  # one failing listener must not starve the others
+                self._logger.exception("%s %r failed", self._what, callback)
 
 
 class FrameHub:
@@ -173,8 +209,8 @@ class FrameHub:
     def __init__(self, *, buffer_size: int = DEFAULT_SUBSCRIBER_BUFFER) -> None:
         self._buffer_size = buffer_size
         self._subscribers: list[Subscription] = []
-        self._listeners: dict[int, _Listener] = {}
-        self._next_key = 0
+        self._on_item: Listeners[HubItem] = Listeners("frame hub listener")
+        self._on_close: Listeners[ServomexError | None] = Listeners("frame hub listener")
         self._latest: Frame | None = None
         self._version = 0
         self._changed: anyio.Event | None = None
@@ -211,7 +247,7 @@ class FrameHub:
     @property
     def listener_count(self) -> int:
         """Registered listeners (see :meth:`add_listener`)."""
-        return len(self._listeners)
+        return len(self._on_item)
 
     def publish(self, item: HubItem) -> None:
         """Hand a frame (or an error) to every listener and subscriber; a frame also
@@ -223,10 +259,8 @@ class FrameHub:
             self._version += 1
         else:
             self.errors += 1
-        if self._listeners:
-            for key, listener in tuple(self._listeners.items()):
-                if key in self._listeners:  # not removed by an earlier listener meanwhile
-                    _call(listener.on_item, item)
+        if self._on_item:
+            self._on_item.notify(item)
         for sub in tuple(self._subscribers):
             sub._offer(item)
         self._wake()
@@ -240,11 +274,9 @@ class FrameHub:
         for sub in tuple(self._subscribers):
             sub._finish(error)
         self._subscribers.clear()
-        listeners = tuple(self._listeners.values())
-        self._listeners.clear()
-        for listener in listeners:
-            if listener.on_close is not None:
-                _call(listener.on_close, error)
+        closing = self._on_close
+        self._on_item, self._on_close = Listeners(), Listeners()
+        closing.notify(error)
         self._wake()
 
     def add_listener(
@@ -260,12 +292,13 @@ class FrameHub:
             if on_close is not None:
                 on_close(self._terminal)
             return _nothing
-        key = self._next_key
-        self._next_key += 1
-        self._listeners[key] = _Listener(on_item, on_close)
+        item_key = self._on_item.add(on_item)
+        close_key = None if on_close is None else self._on_close.add(on_close)
 
         def remove() -> None:
-            self._listeners.pop(key, None)
+            self._on_item.remove(item_key)
+            if close_key is not None:
+                self._on_close.remove(close_key)
 
         return remove
 
@@ -294,13 +327,6 @@ class FrameHub:
     def _discard(self, sub: Subscription) -> None:
         if sub in self._subscribers:
             self._subscribers.remove(sub)
-
-
-def _call[T](callback: Callable[[T], None], argument: T) -> None:
-    try:
-        callback(argument)
-    except Exception:  # one failing listener must not starve the others or the publisher
-        _LOGGER.exception("frame hub listener %r failed", callback)
 
 
 def _nothing() -> None:

@@ -18,6 +18,7 @@ from ophyd_servomex.codec.errors import (
 )
 from ophyd_servomex.codec.models import ChannelId, Frame, Reading
 from ophyd_servomex.driver import FrameHub, HubItem
+from ophyd_servomex.driver.hub import Listeners
 
 pytestmark = pytest.mark.anyio
 
@@ -222,3 +223,34 @@ async def test_a_clean_close_tells_listeners_none() -> None:
     hub.add_listener(lambda item: None, on_close=closed.append)
     hub.close()
     assert closed == [None]
+
+
+def test_listeners_run_in_order_skip_removed_ones_and_log_a_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The one listener registry of the frame path (the hub's and the devices' frames')."""
+    listeners: Listeners[int] = Listeners("test listener", logging.getLogger("listeners-test"))
+    got: list[tuple[str, int]] = []
+    keys: dict[str, int] = {}
+
+    def first(n: int) -> None:
+        got.append(("first", n))
+        listeners.remove(keys["third"])  # removed meanwhile: not called this time
+
+    def broken(n: int) -> None:
+        raise RuntimeError("listener bug")
+
+    keys["first"] = listeners.add(first)
+    keys["broken"] = listeners.add(broken)
+    keys["third"] = listeners.add(lambda n: got.append(("third", n)))
+    keys["last"] = listeners.add(lambda n: got.append(("last", n)))
+    assert list(keys.values()) == [0, 1, 2, 3]
+    with caplog.at_level(logging.ERROR, logger="listeners-test"):
+        listeners.notify(7)
+    assert got == [("first", 7), ("last", 7)]
+    assert [r.getMessage().split(" <")[0] for r in caplog.records] == ["test listener"]
+    assert caplog.records[0].exc_info is not None
+    assert len(listeners) == 3
+    assert listeners.remove(keys["broken"]) is True
+    assert listeners.remove(keys["broken"]) is False
+    assert listeners.add(first) == 4  # keys are never reused
