@@ -61,6 +61,13 @@ async def ticks_of(schedule: Schedule, n: int) -> list[Tick]:
     return out
 
 
+async def wait_into(schedule: Schedule, got: list[Tick | None], count: int = 2) -> None:
+    """Wait for ``count`` ticks, one after the other, appending each (``None`` once stopped)
+    to ``got``: a task a test starts and then drives by the clock."""
+    for _ in range(count):
+        got.append(await schedule.wait())
+
+
 async def test_slots_are_due_at_exact_times_from_the_anchor() -> None:
     clock = SleepyClock(100.0)
     schedule = Schedule(0.1, clock=clock, sleep=clock.sleep)
@@ -124,13 +131,8 @@ async def test_a_period_change_cuts_a_wait_short_and_re_anchors() -> None:
     clock = ManualClock(0.0)
     schedule = Schedule(10.0, clock=clock, sleep=clock.sleep)
     got: list[Tick | None] = []
-
-    async def waiter() -> None:
-        got.append(await schedule.wait())
-        got.append(await schedule.wait())
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(waiter)
+        tg.start_soon(wait_into, schedule, got)
         await anyio.wait_all_tasks_blocked()
         assert got == [Tick(0, 0.0, 0.0, 0.0, 0, False)]  # now waiting 10 s for slot 1
         clock.advance(3.0)
@@ -143,12 +145,8 @@ async def test_a_period_change_cuts_a_wait_short_and_re_anchors() -> None:
     assert clock.sleeps == [10.0]
     # the new period runs from the new anchor
     clock.advance(0.25)
-
-    async def third() -> None:
-        got.append(await schedule.wait())
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(third)
+        tg.start_soon(wait_into, schedule, got, 1)
         await anyio.wait_all_tasks_blocked()
         assert clock.sleeps[-1] == pytest.approx(0.75)
         clock.advance(0.75)
@@ -197,13 +195,8 @@ async def test_stop_ends_a_wait_in_progress_and_every_later_one() -> None:
     clock = ManualClock(0.0)
     schedule = Schedule(1.0, clock=clock, sleep=clock.sleep)
     got: list[Tick | None] = []
-
-    async def waiter() -> None:
-        got.append(await schedule.wait())
-        got.append(await schedule.wait())
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(waiter)
+        tg.start_soon(wait_into, schedule, got)
         await anyio.wait_all_tasks_blocked()
         assert not schedule.stopped
         schedule.stop()
