@@ -60,6 +60,40 @@ async def until(predicate: Any, limit: float = 2.0) -> None:
             await asyncio.sleep(0.001)
 
 
+class PollClock:
+    """A fake clock under an analyser's background poll: the connector's ``sleep`` advances
+    it (the schedule is exact, whatever the machine's load) and ``polled_at`` notes when
+    each poll of ``session`` began. ``overrun`` maps a poll's number (1 = the first) to the
+    seconds that poll takes on this clock."""
+
+    def __init__(
+        self,
+        analyser: ServomexAnalyser,
+        session: FakeSession,
+        *,
+        now: float = 1000.0,
+        overrun: dict[int, float] | None = None,
+    ) -> None:
+        self.now = now
+        self.polled_at: list[float] = []
+        slow = overrun or {}
+        original = session.poll
+
+        async def poll(*, wait_fresh: bool = True, max_wait: float | None = None) -> Any:
+            self.polled_at.append(self.now)
+            self.now += slow.get(len(self.polled_at), 0.0)
+            return await original(wait_fresh=wait_fresh)
+
+        connector = analyser._connector
+        connector._clock = lambda: self.now
+        connector._sleep = self.sleep
+        session.poll = poll  # type: ignore[method-assign]
+
+    async def sleep(self, delay: float) -> None:
+        self.now += delay
+        await asyncio.sleep(0.001)
+
+
 def test_channel_selection_keeps_labelled_slots_and_external_inputs() -> None:
     info = DeviceInfo("p", RTU, 30, BENCH)
     picked = select_channels(info, None)
@@ -528,25 +562,7 @@ async def test_the_poll_rate_is_a_setting_the_running_background_poll_follows() 
     session = FakeSession(RTU)
     analyser = await connected(session, poll_rate_hz=2.0)
     connector = analyser._connector
-    now = 1000.0
-    polled_at: list[float] = []
-    original = session.poll
-
-    def clock() -> float:
-        return now
-
-    async def sleep(delay: float) -> None:
-        nonlocal now
-        now += delay  # a fake clock: the schedule is exact, whatever the machine's load
-        await asyncio.sleep(0.001)
-
-    async def poll(*, wait_fresh: bool = True) -> Any:
-        polled_at.append(now)
-        return await original(wait_fresh=wait_fresh)
-
-    connector._clock = clock
-    connector._sleep = sleep
-    session.poll = poll  # type: ignore[method-assign]
+    polled_at = PollClock(analyser, session).polled_at
     try:
         assert await analyser.poll_rate_hz.get_value() == 2.0
         got: list[dict[str, Any]] = []
@@ -650,25 +666,8 @@ async def test_an_overrunning_background_poll_keeps_the_grid_and_skips_passed_sl
     session = FakeSession(RTU)
     analyser = await connected(session, poll_rate_hz=2.0)
     connector = analyser._connector
-    now = 1000.0
-    polled_at: list[float] = []
-    original = session.poll
-
-    async def sleep(delay: float) -> None:
-        nonlocal now
-        now += delay
-        await asyncio.sleep(0.001)
-
-    async def poll(*, wait_fresh: bool = True, max_wait: float | None = None) -> Any:
-        nonlocal now
-        polled_at.append(now)
-        if len(polled_at) == 3:
-            now += 1.3  # this sweep overruns two and a half periods
-        return await original(wait_fresh=wait_fresh)
-
-    connector._clock = lambda: now
-    connector._sleep = sleep
-    session.poll = poll  # type: ignore[method-assign]
+    # the third sweep overruns two and a half periods
+    polled_at = PollClock(analyser, session, overrun={3: 1.3}).polled_at
     try:
         got: list[dict[str, Any]] = []
         analyser.i1.value.subscribe(got.append)
