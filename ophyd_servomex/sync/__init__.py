@@ -32,6 +32,7 @@ This module holds :class:`Servomex` and re-exports the rest: :class:`SyncAnalyze
 
 from __future__ import annotations
 
+from .._loop_thread import LoopThread
 from ..codec.errors import ErrorContext, ServomexConfigurationError
 from ..codec.models import ProtocolKind, SerialSettings
 from ..codec.options import (
@@ -43,7 +44,7 @@ from ..codec.options import (
     parse_protocol,
 )
 from ..driver import Analyzer
-from ._portal import _closer, _PortalThread, _refuse_in_loop
+from ._portal import _closer, _refuse_in_loop
 from .analyzer import SyncAnalyzer
 from .manager import SyncManager
 from .recording import SyncRecording
@@ -92,7 +93,7 @@ class Servomex:
             identify=identify,
             expected_period=expected_period,
         )
-        thread = _PortalThread(f"servomex-sync {port}")
+        thread = LoopThread(f"servomex-sync {port}")
         try:
             cm = thread.portal.wrap_async_context_manager(Analyzer.from_options(options, name=name))
             analyzer = cm.__enter__()

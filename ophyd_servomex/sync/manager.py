@@ -10,6 +10,7 @@ from functools import partial
 from types import TracebackType
 from typing import Literal, Self, overload
 
+from .._loop_thread import LoopThread
 from ..codec.errors import ServomexConfigurationError, ServomexConnectionError
 from ..codec.models import (
     Frame,
@@ -28,7 +29,7 @@ from ..driver import (
     OverflowPolicy,
     ServomexManager,
 )
-from ._portal import _closer, _PortalThread, _refuse_in_loop
+from ._portal import _closer, _refuse_in_loop
 from .analyzer import SyncAnalyzer
 from .recording import SyncRecording, _record_in
 
@@ -49,7 +50,7 @@ class SyncManager:
         identify: bool = True,
     ) -> None:
         _refuse_in_loop("SyncManager")
-        thread = _PortalThread("servomex-sync-manager")
+        thread = LoopThread("servomex-sync-manager")
         try:
             cm = thread.portal.wrap_async_context_manager(
                 ServomexManager(

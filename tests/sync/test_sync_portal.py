@@ -12,13 +12,13 @@ import textwrap
 import anyio
 import pytest
 
-from ophyd_servomex.sync._portal import _PortalThread
+from ophyd_servomex._loop_thread import LoopThread
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def test_the_loop_runs_in_a_named_daemon_thread_that_stop_joins() -> None:
-    thread = _PortalThread("servomex-sync test")
+    thread = LoopThread("servomex-sync test")
     try:
         assert thread.thread.name == "servomex-sync test"
         assert thread.thread.daemon  # cannot hold the interpreter's exit
@@ -33,7 +33,7 @@ def test_the_loop_runs_in_a_named_daemon_thread_that_stop_joins() -> None:
 
 
 def test_stop_cancels_what_still_runs_in_the_loop() -> None:
-    thread = _PortalThread("servomex-sync test")
+    thread = LoopThread("servomex-sync test")
     pending = thread.portal.start_task_soon(anyio.sleep_forever)
     thread.stop()
     assert pending.cancelled()
@@ -41,7 +41,7 @@ def test_stop_cancels_what_still_runs_in_the_loop() -> None:
 
 
 def test_a_stop_from_the_loops_own_thread_stops_the_loop_without_joining_itself() -> None:
-    thread = _PortalThread("servomex-sync test")
+    thread = LoopThread("servomex-sync test")
     thread.portal.call(thread.stop)  # e.g. a finaliser the garbage collector ran there
     thread.thread.join(timeout=60)
     assert not thread.thread.is_alive()
@@ -73,9 +73,9 @@ def test_a_loop_thread_nobody_stopped_is_stopped_at_exit() -> None:
 
         atexit.register(report)
 
-        from ophyd_servomex.sync._portal import _PortalThread
+        from ophyd_servomex._loop_thread import LoopThread
 
-        thread = _PortalThread("servomex-sync forgotten")
+        thread = LoopThread("servomex-sync forgotten")
         """
     )
     assert out == {"alive_after_exit": False}
