@@ -97,6 +97,9 @@ def _shut(
         with contextlib.suppress(RuntimeError):  # already stopped
             portal.call(portal.stop, True)
         context.__exit__(None, None, None)
+        # The loop has ended; wait for its thread to end too, so a stop() that returned
+        # leaves no thread behind (the context's exit only waits for the loop).
+        loop_thread.join()
 
 
 def _named_current_thread(name: str) -> threading.Thread:
