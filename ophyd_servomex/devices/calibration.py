@@ -39,6 +39,7 @@ from bluesky.protocols import Movable, Pausable, Stoppable
 from bluesky.utils import NoReplayAllowed
 from ophyd_async.core import Command, Device, WatchableAsyncStatus, WatcherUpdate
 
+from ..codec.checks import check_group  # re-exported: the plans and tests import it here
 from ..codec.errors import (
     ErrorContext,
     ServomexCapabilityError,
@@ -100,13 +101,6 @@ def check_confirm(confirm: object, what: str, context: ErrorContext | None = Non
             f"{what}: pass confirm=True (exactly True, not {confirm!r})",
             context=context or ErrorContext(),
         )
-
-
-def check_group(group: object) -> int:
-    """Return ``group`` as an int in 1–4, or raise :class:`ServomexValidationError`."""
-    if isinstance(group, bool) or not isinstance(group, int) or not 1 <= group <= 4:
-        raise ServomexValidationError(f"calibration group must be 1–4, not {group!r}")
-    return group
 
 
 def check_gas_time(gas_time: object) -> float | None:

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..codec.checks import check_group
 from ..codec.errors import ServomexValidationError
 from ..codec.models import CalGroupState, CalPhase
 
@@ -85,7 +86,7 @@ class Autocal:
 
     def state(self, group: int) -> CalGroupState:
         """The wire-visible state of one group: calibrating with gas 1/2, or idle (gas 1)."""
-        _check_group(group)
+        check_group(group)
         if group == self._running:
             gas = self.sequence[self._step]
             return CalGroupState(group, _GAS_PHASE[gas], cal_gas=gas)
@@ -122,7 +123,7 @@ class Autocal:
 
     def start(self, group: int, now: float) -> bool:
         """Request group ``group`` at ``now``; False when it already runs or waits."""
-        _check_group(group)
+        check_group(group)
         self.advance(now)
         if group == self._running or group in self._queue:
             return False
@@ -156,8 +157,3 @@ class Autocal:
 
     def _record(self, time: float, group: int, phase: CalPhase) -> None:
         self.log.append(CalLogEntry(time, group, phase))
-
-
-def _check_group(group: int) -> None:
-    if group not in GROUPS:
-        raise ServomexValidationError(f"calibration group must be 1–4, not {group!r}")
