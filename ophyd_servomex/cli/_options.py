@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ..codec.checks import check_address
+from ..codec.errors import ServomexValidationError
 from ..codec.models import ProtocolKind, SerialSettings
 
 if TYPE_CHECKING:
@@ -98,8 +100,13 @@ def addresses(text: str) -> tuple[int, ...]:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"addresses must be integers: {text!r}") from None
-    if not values or any(not 1 <= a <= 247 for a in values):
+    if not values:
         raise argparse.ArgumentTypeError(f"addresses must be 1–247: {text!r}")
+    for value in values:
+        try:
+            check_address(value)
+        except ServomexValidationError as exc:
+            raise argparse.ArgumentTypeError(f"{exc.message}: {text!r}") from None
     if len(set(values)) != len(values):
         raise argparse.ArgumentTypeError(f"addresses must be distinct: {text!r}")
     return values

@@ -56,6 +56,7 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskStatus
 
+from ..codec.checks import check_positive
 from ..codec.errors import (
     ErrorContext,
     ServomexConfigurationError,
@@ -331,13 +332,6 @@ class Recording[T]:
 type SourceFactory = Callable[[], Awaitable[PollSource] | AbstractAsyncContextManager[PollSource]]
 """Gives a new source: an async callable (``lambda: open_device(port, ...)``) or a callable
 returning an async context manager."""
-
-
-def _positive(name: str, value: float | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
-        raise ServomexValidationError(f"{name} must be a positive number, not {value!r}")
 
 
 class _Producer:
@@ -692,8 +686,8 @@ def _record(
         ServomexValidationError, ServomexConfigurationError: bad arguments (at once).
         ServomexError: on entering, when ``source`` is ``None`` and the factory fails.
     """
-    _positive("rate_hz", rate_hz)
-    _positive("timeout", timeout)
+    check_positive("rate_hz", rate_hz, allow_none=True)
+    check_positive("timeout", timeout, allow_none=True)
     if duration is not None and not (duration >= 0 and math.isfinite(duration)):
         raise ServomexValidationError(f"duration must be a finite number ≥ 0, not {duration!r}")
     if ticks is not None and (isinstance(ticks, bool) or ticks < 0):

@@ -24,7 +24,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..codec.checks import check_address, check_positive
 from ..codec.errors import ServomexConfigurationError, ServomexValidationError
 from ..codec.models import ChannelId, ProtocolKind, SerialSettings
 
@@ -65,12 +65,11 @@ _KEYS = {
 
 
 def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ServomexConfigurationError(f"{name} must be a number, not {value!r}")
-    number = float(value)
-    if not (number > 0 and math.isfinite(number)):
-        raise ServomexConfigurationError(f"{name} must be a positive number, not {value!r}")
-    return number
+    """The codec's positive-number check, as a configuration error."""
+    try:
+        return check_positive(name, value)
+    except ServomexValidationError as exc:
+        raise ServomexConfigurationError(exc.message) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +98,10 @@ class AnalyserConfig:
             raise ServomexConfigurationError(f"prefix {self.prefix!r} has no name")
         if not self.port:
             raise ServomexConfigurationError(f"{self.prefix}: a port is required")
-        if isinstance(self.address, bool) or not 1 <= self.address <= 247:
-            raise ServomexConfigurationError(
-                f"{self.prefix}: Modbus address must be 1–247, not {self.address!r}"
-            )
+        try:
+            check_address(self.address)
+        except ServomexValidationError as exc:
+            raise ServomexConfigurationError(f"{self.prefix}: {exc.message}") from None
         try:
             SerialSettings(port=self.port, baudrate=self.baud)
         except ServomexValidationError as exc:

@@ -34,11 +34,11 @@ from fastcs.attributes import AttrR, AttrRW, AttrW
 from fastcs.controllers import Controller
 from fastcs.datatypes import Bool, Float, Int, String
 
+from ..codec.checks import check_group
 from ..codec.errors import (
     ErrorContext,
     ServomexConfirmationRequiredError,
     ServomexConnectionError,
-    ServomexValidationError,
 )
 from ..codec.models import (
     ChannelId,
@@ -333,8 +333,7 @@ class AnalyserController(Controller):  # type: ignore[misc]
         return analyser
 
     async def _put_cal_start(self, attr: AttrW[int], group: int) -> None:
-        if not 1 <= group <= 4:
-            raise ServomexValidationError(f"calibration group must be 1–4, not {group}")
+        check_group(group)
         analyser = self._calibration_target(f"start calibration of group {group}")
         # the explicit path: the IOC was started with --allow-calibration
         await analyser.start_calibration(group, confirm=True)
