@@ -8,11 +8,10 @@ functions that need it, so ``ophyd-servomex --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ..codec.checks import check_address
+from ..codec.checks import check_address, check_non_negative, check_positive
 from ..codec.errors import ServomexValidationError
 from ..codec.models import ProtocolKind, SerialSettings
 
@@ -29,6 +28,7 @@ __all__ = [
     "open_analyzer",
     "open_manager",
     "positive_float",
+    "positive_int",
     "protocol_choices",
     "protocol_type",
     "serial_settings",
@@ -48,25 +48,36 @@ PORT_HELP = (
 )
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
+def _number(text: str, check: Callable[[str, object], float], rule: str) -> float:
+    """``text`` as a float that passes the codec's ``check``, or an argparse error."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive number: {text!r}")
-    return value
+    try:
+        return check("value", value)
+    except ServomexValidationError:
+        raise argparse.ArgumentTypeError(f"{rule}: {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    return _number(text, check_positive, "must be > 0")
 
 
 def non_negative_float(text: str) -> float:
     """An argparse type: a finite number ≥ 0."""
+    return _number(text, check_non_negative, "must be ≥ 0")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number ≥ 1."""
     try:
-        value = float(text)
+        value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a number ≥ 0: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1: {text!r}")
     return value
 
 

@@ -26,8 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..codec.checks import check_positive
-from ..codec.errors import ServomexValidationError
+from ._options import positive_float, positive_int
 
 __all__ = ["demo_command", "register"]
 
@@ -35,27 +34,6 @@ CATALOG_HELP = (
     "catalog directory or http(s):// tiled server URI "
     "(default: $OPHYD_SERVOMEX_CATALOG, else the user data directory)"
 )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1: {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    try:
-        return check_positive("value", value)
-    except ServomexValidationError:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text!r}") from None
 
 
 def register(subparsers: Any) -> None:
@@ -78,14 +56,14 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--events",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         metavar="N",
         help="events in the count run (default 100)",
     )
     parser.add_argument(
         "--monitor-seconds",
-        type=_positive_float,
+        type=positive_float,
         default=3.0,
         metavar="S",
         help="how long the broadcast is monitored (default 3)",

@@ -10,53 +10,19 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from ..codec.checks import check_address, check_non_negative, check_positive
-from ..codec.errors import ServomexValidationError
-from ._options import protocol_choices, protocol_type
+from ._options import (
+    addresses,
+    non_negative_float,
+    positive_float,
+    protocol_choices,
+    protocol_type,
+)
 
 __all__ = ["register"]
 
 _MODES = ("continuous", "modbus-rtu", "modbus-ascii")
-
-
-def _addresses(text: str) -> tuple[int, ...]:
-    try:
-        addresses = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"addresses must be integers: {text!r}") from None
-    if not addresses:
-        raise argparse.ArgumentTypeError(f"addresses must be 1–247: {text!r}")
-    for address in addresses:
-        try:
-            check_address(address)
-        except ServomexValidationError as exc:
-            raise argparse.ArgumentTypeError(f"{exc.message}: {text!r}") from None
-    if len(set(addresses)) != len(addresses):
-        raise argparse.ArgumentTypeError(f"addresses must be distinct: {text!r}")
-    return addresses
-
-
-def _number(text: str, check: Callable[[str, object], float], rule: str) -> float:
-    """``text`` as a float that passes the codec's ``check``, or an argparse error."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    try:
-        return check("value", value)
-    except ServomexValidationError:
-        raise argparse.ArgumentTypeError(f"{rule}: {text!r}") from None
-
-
-def _non_negative(text: str) -> float:
-    return _number(text, check_non_negative, "must be ≥ 0")
-
-
-def _positive(text: str) -> float:
-    return _number(text, check_positive, "must be > 0")
 
 
 def register(subparsers: Any) -> None:
@@ -80,7 +46,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--address",
-        type=_addresses,
+        type=addresses,
         default=(30,),
         metavar="ADDR[,ADDR…]",
         help="Modbus slave address(es); several share one bus (default 30; continuous mode "
@@ -88,7 +54,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--period",
-        type=_non_negative,
+        type=non_negative_float,
         default=2.0,
         metavar="SECONDS",
         help="continuous frame period, fractions allowed, 0 = off (default 2)",
@@ -105,7 +71,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--time-scale",
-        type=_positive,
+        type=positive_float,
         default=1.0,
         metavar="X",
         help="simulated seconds per real second (speeds up calibration)",

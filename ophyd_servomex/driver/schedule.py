@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import anyio
 
+from ..codec.checks import check_positive
 from ..codec.errors import ServomexConfigurationError, ServomexValidationError
 
 __all__ = ["LATE_FRACTION", "Schedule", "Tick"]
@@ -78,13 +79,7 @@ class Tick:
 
 
 def _checked_period(period: float) -> float:
-    if (
-        isinstance(period, bool)
-        or not isinstance(period, (int, float))
-        or not (period > 0 and math.isfinite(period))
-    ):
-        raise ServomexValidationError(f"a schedule's period must be a positive number: {period!r}")
-    return float(period)
+    return check_positive("a schedule's period", period)
 
 
 class Schedule:
