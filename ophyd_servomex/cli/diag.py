@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..codec.errors import ServomexError
-from ._options import add_connection_options, non_negative_float
+from ._options import add_connection_options, non_negative_float, positive_int
 from ._run import print_err, run_command, until_interrupted
 from ._stats import timing
 
@@ -38,16 +38,6 @@ def _two_bytes(text: str) -> bytes:
     return data
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the ``diag`` sub-command."""
     parser = subparsers.add_parser(
@@ -61,7 +51,7 @@ def register(subparsers: Any) -> None:
     )
     add_connection_options(parser)
     parser.add_argument(
-        "--count", type=_count, default=20, metavar="N", help="round trips or intervals (20)"
+        "--count", type=positive_int, default=20, metavar="N", help="round trips or intervals (20)"
     )
     parser.add_argument(
         "--data",
