@@ -137,4 +137,3 @@ class SimulatorThread:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
