@@ -44,7 +44,7 @@ from ..codec.options import (
     parse_protocol,
 )
 from ..driver import Analyzer
-from ._portal import _closer, _refuse_in_loop
+from ._portal import _refuse_in_loop
 from .analyzer import SyncAnalyzer
 from .manager import SyncManager
 from .recording import SyncRecording
@@ -95,12 +95,11 @@ class Servomex:
         )
         thread = LoopThread(f"servomex-sync {port}")
         try:
-            cm = thread.portal.wrap_async_context_manager(Analyzer.from_options(options, name=name))
-            analyzer = cm.__enter__()
+            analyzer = thread.enter(Analyzer.from_options(options, name=name))
         except BaseException:
             thread.stop()
             raise
-        return SyncAnalyzer(analyzer, thread.portal, _closer(cm, thread))
+        return SyncAnalyzer(analyzer, thread.portal, thread.stop)
 
     @staticmethod
     def manager(

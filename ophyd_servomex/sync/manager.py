@@ -29,7 +29,7 @@ from ..driver import (
     OverflowPolicy,
     ServomexManager,
 )
-from ._portal import _closer, _refuse_in_loop
+from ._portal import _refuse_in_loop
 from .analyzer import SyncAnalyzer
 from .recording import SyncRecording, _record_in
 
@@ -52,12 +52,11 @@ class SyncManager:
         _refuse_in_loop("SyncManager")
         thread = LoopThread("servomex-sync-manager")
         try:
-            cm = thread.portal.wrap_async_context_manager(
+            manager = thread.enter(
                 ServomexManager(
                     retries=retries, inter_frame_idle=inter_frame_idle, identify=identify
                 )
             )
-            manager = cm.__enter__()
         except BaseException:
             thread.stop()
             raise
@@ -66,7 +65,7 @@ class SyncManager:
         self._manager = manager
         self._views: dict[str, SyncAnalyzer] = {}
         self._closed = False
-        self._close = _closer(cm, thread)
+        self._close = thread.stop
         self._finalizer = weakref.finalize(self, self._close)
 
     def _call[T](self, fn: Callable[[], Awaitable[T]]) -> T:
