@@ -249,3 +249,8 @@ async def test_mock_status_follows_the_single_flags() -> None:
     await analyser.calibrate(1, confirm=True, poll_period=0.001)
     assert await analyser.i1.status.get_value() == "maint"  # idle again: cal flag cleared
     assert (await analyser.describe())["o2-cal_group1"]["choices"][0] == "idle"
+
+
+def test_the_devices_calibration_phase_choices_are_the_codecs_phases() -> None:
+    # ophyd-async needs its own StrictEnum; a phase added to the codec must be added here too
+    assert [(p.name, p.value) for p in CalibrationPhase] == [(p.name, p.value) for p in CalPhase]
