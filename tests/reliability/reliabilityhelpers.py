@@ -207,9 +207,13 @@ def _serve_in_process(config: Any, ports: Any, stop: Any, out: Any) -> None:
 
     with SimulatorThread(config) as sim:
         ports.put(sim.port)
+        log = sim.log
         stop.wait()
-        events = [(e.time, e.data, e.note) for e in sim.log.events(WireKind.BROADCAST)]
-        out.put((events, sim.analyser.sim_time(), sim.log.total))
+        sim_time = sim.analyser.sim_time()
+    # read the log once the simulator has stopped: read while it still broadcasts, a frame
+    # could be logged between taking the events and taking the total
+    events = [(e.time, e.data, e.note) for e in log.events(WireKind.BROADCAST)]
+    out.put((events, sim_time, log.total))
 
 
 class SimulatorProcess:
