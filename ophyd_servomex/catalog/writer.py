@@ -87,7 +87,8 @@ _DRAIN_PAUSE = 0.05
 meanwhile. Woken per document, it would take the interpreter lock from the RunEngine's thread
 at every callback (two thread switches each time: a fast run into the catalog went from
 0.87x to 0.69x of a list without the pause); this way it wakes at most 20 times a second
-and takes the documents in runs. A stop or a flush waits up to that much longer."""
+and takes the documents in runs. A stop, a flush or the end marker cuts the pause short:
+whoever waits for the catalog does not also wait for the pause."""
 
 logger = redacting_logger(__name__)
 
@@ -363,6 +364,7 @@ class _CatalogWorker:
         """What killed the worker (never a catalog error: those fail only their run)."""
         self._died = False  # the current thread died (reset when a new one starts)
         self._warned_backlog = False
+        self._awaited = threading.Event()  # someone waits for what is queued: no pause
 
     @property
     def backlog(self) -> int:
@@ -390,6 +392,8 @@ class _CatalogWorker:
                 )
                 self._thread.start()
             self._queue.put(item)
+        if item is None or isinstance(item, threading.Event) or item[1] == "stop":
+            self._awaited.set()
         size = self._queue.qsize()
         if size > BACKLOG_WARNING and not self._warned_backlog:
             self._warned_backlog = True
@@ -440,6 +444,7 @@ class _CatalogWorker:
             if thread is None or not thread.is_alive():
                 return flushed
             self._queue.put(None)
+            self._awaited.set()
         thread.join(timeout if flushed else 0.1)
         return flushed and not thread.is_alive()
 
@@ -461,7 +466,8 @@ class _CatalogWorker:
                         if not self._handle(item):
                             return
                         item = self._next()
-                    time.sleep(_DRAIN_PAUSE)
+                    if self._awaited.wait(_DRAIN_PAUSE):
+                        self._awaited.clear()  # before taking: a later stop sets it again
                     item = self._next()
         except BaseException as error:
             logger.critical(  # before the error is visible: the RunEngine side reports it next

@@ -398,3 +398,34 @@ def test_a_start_the_catalog_refuses_is_logged_without_event_models_warning(
     assert writer.failed_runs == ["run-r"]
     assert "the catalog refused the run" in caplog.text
     assert read_journal(tmp_path / "run-r.jsonl") == docs
+
+
+# --- whoever waits for the catalog does not wait for the worker's pause -------------------
+
+
+def test_a_stop_and_a_flush_cut_the_workers_pause_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a pause far longer than WAIT, a run's stop and a flush still return: the stop
+    (and the flush marker) wake the worker instead of waiting out its pause."""
+    import ophyd_servomex.catalog.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "_DRAIN_PAUSE", 10 * WAIT)
+    gate = Gate(lambda name, doc: False)
+    writer = JournaledWriter(_StubCatalog(), tmp_path, writer_factory=gate, stop_timeout=3 * WAIT)
+    docs = _run_docs("run-paused", 3)
+    done = threading.Event()
+
+    def emit() -> None:
+        for name, doc in docs:
+            writer(name, doc)  # the stop returns once the worker has stored the run
+        done.set()
+
+    threading.Thread(target=emit, daemon=True).start()
+    assert done.wait(WAIT), "the stop waited out the worker's pause"
+    assert gate.received == docs
+    assert writer.written_runs == ["run-paused"]
+    writer("start", {"uid": "run-open", "time": 1.0})
+    assert writer.flush(timeout=WAIT) is True
+    assert gate.received[-1] == ("start", {"uid": "run-open", "time": 1.0})
+    assert writer.close(timeout=WAIT) is True
