@@ -20,6 +20,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .embedded_app import NoStreamsMiddleware, resolve_dependency_overrides
 from .errors import CatalogAccessError, CatalogError, CatalogNotFoundError
 from .location import (
     API_KEY_ENV,
@@ -252,7 +253,9 @@ def _build_embedded_client(location: CatalogLocation) -> Any:
                 specs=[dict(ROOT_SPEC)],
             )
             app = build_app(adapter, serialization_registry=_serialization_registry())
+            app.add_middleware(NoStreamsMiddleware)
             context = Context.from_app(app)
+            resolve_dependency_overrides(app)  # after start-up: the routes are all there
             return from_context(context)
         except Exception as error:
             raise CatalogError(
