@@ -8,6 +8,7 @@ dependency overrides once instead of per request. Both are shown on a small Fast
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,6 @@ import anyio
 import pytest
 from fastapi import Depends, FastAPI, Security
 from fastapi.security import SecurityScopes
-from fastapi.testclient import TestClient
 
 from ophyd_servomex.catalog import close_catalog, open_catalog
 from ophyd_servomex.catalog.embedded_app import (
@@ -131,9 +131,16 @@ def rebuilds(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return calls
 
 
+def _test_client(app: FastAPI) -> Any:
+    with warnings.catch_warnings():  # starlette's own anyio deprecation, not this test's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+    return TestClient(app)
+
+
 def test_overrides_apply_once_with_the_same_answers(rebuilds: list[Any]) -> None:
     app = _small_app()
-    client = TestClient(app)
+    client = _test_client(app)
     before = [client.get(path).json() for path in ("/direct", "/scoped", "/api/nested")]
     assert before == ["override", "override:read:data", "override:"]
     assert rebuilds, "FastAPI rebuilt nothing per request: this test shows nothing"
